@@ -1,0 +1,5 @@
+import sys
+
+from postbote.cli import main
+
+sys.exit(main())

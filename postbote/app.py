@@ -1,0 +1,96 @@
+"""Wiring: settings → store, services → listeners, and the process's life.
+
+``App`` is what ``postbote serve`` runs and what tests start in a thread: it
+opens the store, builds the services once, asks each protocol server for its
+listeners, and on SIGTERM drains: listening sockets close first (new
+connections are refused), sessions get a grace period to finish their
+transaction, then the store closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+import ssl
+from concurrent.futures import ThreadPoolExecutor
+
+from postbote.accounts.service import AccountService
+from postbote.config import Settings
+from postbote.listener import ConnectionLimits, Listener
+from postbote.log import event
+from postbote.store import Store, open_store
+from postbote.tls import certificate_paths, server_context
+
+log = logging.getLogger("postbote")
+
+# Each module has ``listeners(app) -> list[Listener]``; one per protocol.
+SERVER_MODULES: tuple[str, ...] = ()
+
+DRAIN_GRACE = 30.0
+
+
+class App:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.executor = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="work")
+        self.store: Store = open_store(settings.data_path, workers=settings.worker_threads)
+        self.accounts = AccountService(self.store, settings.limits)
+        self.connection_limits = ConnectionLimits(settings.limits.max_connections,
+                                                  settings.limits.max_connections_per_ip)
+        self.listeners: list[Listener] = []
+        self.ssl_context: ssl.SSLContext | None = None
+        self.stopping = asyncio.Event()
+
+    def listener(self, service: str) -> Listener:
+        """The listener of one service (tests use it to learn the bound port)."""
+        return next(lst for lst in self.listeners if lst.service == service)
+
+    async def start(self) -> None:
+        await self.store.open()
+        cert, key = await asyncio.get_running_loop().run_in_executor(
+            self.executor, certificate_paths, self.settings)
+        self.ssl_context = server_context(cert, key)
+        for name in SERVER_MODULES:
+            self.listeners += importlib.import_module(name).listeners(self)
+        try:
+            for lst in self.listeners:
+                if lst.addresses:
+                    await lst.start()
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+        for lst in self.listeners:
+            for addr, port in zip(lst.addresses, lst.ports):
+                event(log, "listening", service=lst.service, address=f"{addr.host}:{port}")
+
+    async def stop(self, grace: float = DRAIN_GRACE) -> None:
+        self.stopping.set()
+        for lst in self.listeners:
+            lst.stop_accepting()
+        await asyncio.gather(*(lst.drain(grace) for lst in self.listeners))
+        await self.store.close()
+        self.executor.shutdown(wait=False)
+        event(log, "stopped")
+
+    async def run(self) -> None:
+        """Serve until SIGTERM or SIGINT, then drain and stop."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        event(log, "ready", hostname=self.settings.hostname, data_dir=str(self.settings.data_path))
+        await stop.wait()
+        event(log, "stopping: draining connections")
+        await self.stop()
+
+
+def run_forever(settings: Settings) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(App(settings).run())
+    else:
+        uvloop.run(App(settings).run())

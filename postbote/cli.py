@@ -1,0 +1,281 @@
+"""The ``postbote`` command: serve, and administer domains, users and aliases.
+
+Every administrative command opens the same store as the server (SQLite
+allows several processes), so it works while ``postbote serve`` runs. Errors
+are one line on stderr and a non-zero exit: 2 for usage and configuration,
+1 for everything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from postbote import __version__
+from postbote.accounts.passwords import PasswordPolicyError, generate_app_password, hash_password
+from postbote.config import ConfigError, Settings, load_settings
+from postbote.mail.address import AddressError, normalize_domain, parse_address
+from postbote.store import Store, StoreError, open_store
+
+
+class CliError(Exception):
+    pass
+
+
+def _common(parser: argparse.ArgumentParser, top: bool) -> None:
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("--config", metavar="FILE", default=default, help="TOML configuration file")
+    parser.add_argument("--data-dir", metavar="DIR", default=default, help="data folder (overrides data_dir)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="postbote", description="A complete mail server.")
+    parser.add_argument("--version", action="version", version=f"postbote {__version__}")
+    _common(parser, top=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(sub: Any, name: str, help: str, fn: Callable, *args: tuple[tuple, dict]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        _common(p, top=False)
+        for a, kw in args:
+            p.add_argument(*a, **kw)
+        p.set_defaults(fn=fn)
+        return p
+
+    add(commands, "serve", "run the mail server in the foreground", cmd_serve)
+
+    def group(name: str, help: str) -> Any:
+        p = commands.add_parser(name, help=help, description=help)
+        return p.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    domain = group("domain", "manage the domains postbote receives mail for")
+    add(domain, "add", "add a domain", cmd_domain_add, (("name",), {}))
+    add(domain, "list", "list domains", cmd_domain_list)
+    add(domain, "del", "delete a domain (it must have no accounts or aliases)", cmd_domain_del, (("name",), {}))
+
+    user = group("user", "manage accounts")
+    pw = (("--password-stdin",), {"action": "store_true", "help": "read the password from standard input"})
+    add(user, "add", "add an account", cmd_user_add, (("address",), {}), pw,
+        (("--quota",), {"help": "storage quota, e.g. 500M or 2G (default: limits.default_quota)"}))
+    add(user, "list", "list accounts", cmd_user_list, (("domain",), {"nargs": "?"}))
+    add(user, "del", "delete an account and all its mail", cmd_user_del, (("address",), {}))
+    add(user, "passwd", "set an account's password", cmd_user_passwd, (("address",), {}), pw)
+    add(user, "quota", "set an account's storage quota (0: unlimited)", cmd_user_quota,
+        (("address",), {}), (("quota",), {}))
+
+    apps = group("app-password", "manage an account's app passwords (one per device)")
+    add(apps, "add", "make a new app password and print it", cmd_app_add, (("address",), {}), (("name",), {}))
+    add(apps, "list", "list an account's app passwords", cmd_app_list, (("address",), {}))
+    add(apps, "del", "revoke an app password", cmd_app_del, (("address",), {}), (("name",), {}))
+
+    alias = group("alias", "manage aliases (ADDRESS or @domain for a catch-all)")
+    add(alias, "add", "deliver mail for ADDRESS to each TARGET", cmd_alias_add,
+        (("address",), {}), (("targets",), {"nargs": "+", "metavar": "TARGET"}))
+    add(alias, "list", "list aliases", cmd_alias_list, (("domain",), {"nargs": "?"}))
+    add(alias, "del", "delete an alias (all its targets, or the ones named)", cmd_alias_del,
+        (("address",), {}), (("targets",), {"nargs": "*", "metavar": "TARGET"}))
+
+    mailbox = group("mailbox", "inspect mailboxes")
+    add(mailbox, "list", "list an account's mailboxes with their counts", cmd_mailbox_list, (("address",), {}))
+    return parser
+
+
+# -- helpers ---------------------------------------------------------------------
+
+def _address(text: str) -> str:
+    try:
+        return str(parse_address(text))
+    except AddressError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _alias_source(text: str) -> str:
+    if text.startswith("@"):
+        try:
+            return "@" + normalize_domain(text[1:])
+        except AddressError as exc:
+            raise CliError(str(exc)) from None
+    return _address(text)
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise CliError("the passwords differ")
+    else:
+        raise CliError("no password: use --password-stdin, or run in a terminal")
+    return password
+
+
+def _hash(password: str) -> str:
+    try:
+        return hash_password(password)
+    except PasswordPolicyError as exc:
+        raise CliError(str(exc)) from None
+
+
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
+    if not m:
+        raise CliError(f"invalid size {text!r}: expected a number with an optional K, M, G or T")
+    return int(m.group(1)) * _UNITS[m.group(2).upper()]
+
+
+async def _account(store: Store, address: str) -> Any:
+    account = await store.get_account(_address(address))
+    if account is None:
+        raise CliError(f"no account {address}")
+    return account
+
+
+# -- commands ----------------------------------------------------------------------
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
+    from postbote.app import run_forever
+    from postbote.log import setup
+
+    setup(settings.log.format, settings.log.level)
+    run_forever(settings)
+
+
+async def cmd_domain_add(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    try:
+        name = normalize_domain(args.name)
+    except AddressError as exc:
+        raise CliError(str(exc)) from None
+    await store.add_domain(name)
+    print(f"added domain {name}")
+
+
+async def cmd_domain_list(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    for d in await store.list_domains():
+        print(d.name)
+
+
+async def cmd_domain_del(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    await store.delete_domain(normalize_domain(args.name))
+    print(f"deleted domain {args.name}")
+
+
+async def cmd_user_add(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    address = _address(args.address)
+    quota = parse_size(args.quota) if args.quota else settings.limits.default_quota
+    password_hash = _hash(_read_password(args))
+    await store.add_account(address, password_hash, quota)
+    print(f"added account {address}")
+
+
+async def cmd_user_list(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    for a in await store.list_accounts(normalize_domain(args.domain) if args.domain else None):
+        quota = f"{a.quota}" if a.quota else "unlimited"
+        print(f"{a.address}\tused={a.used}\tquota={quota}" + ("\tdisabled" if a.disabled else ""))
+
+
+async def cmd_user_del(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    await store.delete_account(_address(args.address))
+    print(f"deleted account {args.address}")
+
+
+async def cmd_user_passwd(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    address = _address(args.address)
+    await store.set_password(address, _hash(_read_password(args)))
+    print(f"password changed for {address}")
+
+
+async def cmd_user_quota(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    await store.set_quota(_address(args.address), parse_size(args.quota))
+    print(f"quota of {args.address} set to {args.quota}")
+
+
+async def cmd_app_add(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    account = await _account(store, args.address)
+    secret = generate_app_password()
+    await store.add_app_password(account.id, args.name, _hash(secret))
+    print(secret)
+
+
+async def cmd_app_list(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    account = await _account(store, args.address)
+    for app in await store.list_app_passwords(account.id):
+        print(app.name)
+
+
+async def cmd_app_del(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    account = await _account(store, args.address)
+    await store.delete_app_password(account.id, args.name)
+    print(f"revoked app password {args.name}")
+
+
+async def cmd_alias_add(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    source = _alias_source(args.address)
+    for target in args.targets:
+        await store.add_alias(source, _address(target))
+    print(f"added alias {source} -> {', '.join(args.targets)}")
+
+
+async def cmd_alias_list(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    for alias in await store.list_aliases(normalize_domain(args.domain) if args.domain else None):
+        print(f"{alias.source}\t{alias.target}")
+
+
+async def cmd_alias_del(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    source = _alias_source(args.address)
+    for target in args.targets or [None]:
+        await store.delete_alias(source, _address(target) if target else None)
+    print(f"deleted alias {source}")
+
+
+async def cmd_mailbox_list(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    account = await _account(store, args.address)
+    for mb in await store.list_mailboxes(account.id):
+        st = await store.mailbox_status(mb.id)
+        role = f"\t{mb.special_use}" if mb.special_use else ""
+        print(f"{mb.name}\tmessages={st.messages}\tunseen={st.unseen}\tsize={st.size}{role}")
+
+
+async def _with_store(fn: Callable[..., Awaitable[None]], settings: Settings, args: argparse.Namespace) -> None:
+    store = open_store(settings.data_path, workers=2)
+    await store.open()
+    try:
+        await fn(store, args, settings)
+    finally:
+        await store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config, data_dir=args.data_dir)
+    except ConfigError as exc:
+        print(f"postbote: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.fn is cmd_serve:
+            cmd_serve(settings, args)
+        else:
+            asyncio.run(_with_store(args.fn, settings, args))
+    except ConfigError as exc:
+        print(f"postbote: {exc}", file=sys.stderr)
+        return 2
+    except (CliError, StoreError, AddressError) as exc:
+        print(f"postbote: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

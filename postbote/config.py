@@ -1,0 +1,207 @@
+"""Configuration: one TOML file, validated into typed, frozen settings at start.
+
+Every key has a default (the development instance of DESIGN.md), so no file at
+all is a valid configuration. A wrong value stops the start with one line that
+names the key and what was expected; see ``docs/config.md`` for every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A configuration value is wrong; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """One ``host:port`` a listener binds to (``[::1]:25`` for IPv6)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen(value: str, key: str) -> ListenAddress:
+    """Parse ``host:port`` or ``[v6]:port``; the error names ``key``."""
+    if not isinstance(value, str):
+        raise ConfigError(f"config: {key} must be a \"host:port\" string, got {value!r}")
+    host, sep, port_text = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        port = int(port_text)
+        ipaddress.ip_address(host)
+    except ValueError:
+        port = -1
+    if not sep or not 0 <= port <= 65535:
+        raise ConfigError(f"config: {key} must be \"IP:port\" (e.g. \"0.0.0.0:25\" or \"[::]:25\"), got {value!r}")
+    return ListenAddress(host, port)
+
+
+def _check(lo: float | None = None, hi: float | None = None, choices: tuple[str, ...] = ()) -> dict:
+    return {"lo": lo, "hi": hi, "choices": choices}
+
+
+def _listen(*addrs: str) -> Any:
+    return field(default=tuple(parse_listen(a, "default") for a in addrs), metadata={"listen": True})
+
+
+def _opt(default: Any, **check: Any) -> Any:
+    return field(default=default, metadata=_check(**check))
+
+
+@dataclass(frozen=True)
+class DnsSettings:
+    # Empty: the system resolver (/etc/resolv.conf). Tests and staging point
+    # every lookup at a local server, e.g. ["127.0.0.1:5353"].
+    nameservers: tuple[str, ...] = ()
+    timeout: float = _opt(5.0, lo=0.1, hi=120)
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    # Empty paths: a self-signed certificate made on first start in DATA/tls/.
+    cert: str = ""
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """The listen addresses of every protocol; an empty list turns one off."""
+
+    smtp: tuple[ListenAddress, ...] = _listen("127.0.0.1:2525")
+    submission: tuple[ListenAddress, ...] = _listen("127.0.0.1:2587")
+    submissions: tuple[ListenAddress, ...] = _listen("127.0.0.1:2465")
+    lmtp: tuple[ListenAddress, ...] = _listen()
+    imap: tuple[ListenAddress, ...] = _listen("127.0.0.1:2143")
+    imaps: tuple[ListenAddress, ...] = _listen("127.0.0.1:2993")
+    pop3: tuple[ListenAddress, ...] = _listen("127.0.0.1:2110")
+    pop3s: tuple[ListenAddress, ...] = _listen("127.0.0.1:2995")
+    http: tuple[ListenAddress, ...] = _listen("127.0.0.1:8080")
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    max_message_size: int = _opt(50 * 1024 * 1024, lo=1024, hi=2**40)
+    max_recipients: int = _opt(100, lo=1, hi=100_000)
+    max_connections: int = _opt(2000, lo=1, hi=1_000_000)
+    max_connections_per_ip: int = _opt(50, lo=1, hi=1_000_000)
+    max_errors: int = _opt(10, lo=1, hi=1000)
+    max_line_length: int = _opt(4096, lo=512, hi=1_048_576)
+    # Authentication failures allowed per IP / per account before a lockout.
+    auth_failures_per_ip: int = _opt(10, lo=1, hi=100_000)
+    auth_failures_per_account: int = _opt(20, lo=1, hi=100_000)
+    auth_lockout_seconds: int = _opt(900, lo=1, hi=86400 * 7)
+    # RFC 5321 §4.5.3.2: the server waits at least 5 minutes for a command.
+    command_timeout: int = _opt(300, lo=1, hi=86400)
+    data_timeout: int = _opt(600, lo=1, hi=86400)
+    # RFC 9051 §5.4: an idle IMAP client may be logged out after 30 minutes.
+    imap_idle_timeout: int = _opt(1800, lo=60, hi=86400)
+    # 0: no storage quota for new accounts.
+    default_quota: int = _opt(0, lo=0, hi=2**50)
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    format: str = _opt("logfmt", choices=("logfmt", "json"))
+    level: str = _opt("info", choices=("debug", "info", "warning", "error"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    hostname: str = "localhost"
+    data_dir: str = "var"
+    # Executor threads for blocking work (SQLite, fsync, argon2, parsing).
+    worker_threads: int = _opt(8, lo=1, hi=256)
+    dns: DnsSettings = field(default_factory=DnsSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    listen: ServiceSettings = field(default_factory=ServiceSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+def load_settings(path: str | Path | None, *, data_dir: str | None = None) -> Settings:
+    """Read and validate a config file; no path means the development defaults."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                raw = tomllib.load(f)
+        except OSError as exc:
+            raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
+    settings = _build(Settings, raw, "")
+    if data_dir is not None:
+        settings = dataclasses.replace(settings, data_dir=data_dir)
+    return settings
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: [{prefix.rstrip('.')}] must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(f"config: unknown key {prefix}{key}")
+    values = {}
+    for name, f in fields.items():
+        if name in raw:
+            values[name] = _convert(hints[name], f, raw[name], prefix + name)
+        elif dataclasses.is_dataclass(hints[name]):
+            values[name] = _build(hints[name], {}, prefix + name + ".")
+    return cls(**values)
+
+
+def _convert(hint: Any, f: dataclasses.Field, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key + ".")
+    if f.metadata.get("listen"):
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list):
+            raise ConfigError(f"config: {key} must be a list of \"IP:port\" strings")
+        return tuple(parse_listen(v, key) for v in items)
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"config: {key} must be a list of strings, got {value!r}")
+        return tuple(value)
+    return _scalar(hint, f.metadata, value, key)
+
+
+def _scalar(hint: Any, meta: Any, value: Any, key: str) -> Any:
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config: {key} must be true or false, got {value!r}")
+        return value
+    if hint in (int, float):
+        ok = isinstance(value, int) if hint is int else isinstance(value, (int, float))
+        lo, hi = meta.get("lo"), meta.get("hi")
+        if not ok or isinstance(value, bool) or (lo is not None and value < lo) or (hi is not None and value > hi):
+            kind = "an integer" if hint is int else "a number"
+            raise ConfigError(f"config: {key} must be {kind} from {lo} to {hi}, got {value!r}")
+        return hint(value)
+    if hint is str:
+        choices = meta.get("choices") or ()
+        if not isinstance(value, str) or (choices and value not in choices):
+            want = " or ".join(f'"{c}"' for c in choices) if choices else "a string"
+            raise ConfigError(f"config: {key} must be {want}, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} for {key}")  # a bug in this module
+
+
+__all__ = ["ConfigError", "ListenAddress", "Settings", "load_settings", "parse_listen"]

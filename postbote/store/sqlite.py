@@ -1,0 +1,893 @@
+"""The embedded store: SQLite in WAL mode for metadata, blob files for bytes.
+
+``SqliteDb`` is synchronous and thread-safe (one connection per thread);
+``SqliteStore`` is the asynchronous contract of ``base.Store``, running each
+call in a bounded executor so the event loop never waits on SQLite or fsync.
+Deliveries are group-committed: calls that arrive while a commit is running
+share the next transaction and its fsyncs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .base import Store
+from .blobs import BlobFiles, StagedBlob, fsync_dir
+from .changes import ChangeFeed
+from .types import (
+    DEFAULT_MAILBOXES,
+    DELIMITER,
+    Account,
+    Alias,
+    AlreadyExists,
+    AppPassword,
+    Change,
+    Delivered,
+    DeliveryOutcome,
+    DeliveryRefused,
+    DeliveryTarget,
+    Domain,
+    Flag,
+    FlagMode,
+    Mailbox,
+    MailboxStatus,
+    Message,
+    NotFound,
+    QuotaExceeded,
+    StoreError,
+)
+
+T = TypeVar("T")
+
+# Most deliveries that one group commit takes at once.
+MAX_BATCH = 256
+BUSY_TIMEOUT_MS = 30_000
+
+_MESSAGE_COLUMNS = "id, mailbox_id, uid, modseq, flags, keywords, internaldate, size, blob_id, savedate"
+
+
+def canonical_mailbox_name(name: str) -> str:
+    """INBOX is case-insensitive (RFC 9051 §5.1), including as a parent."""
+    head, sep, rest = name.partition(DELIMITER)
+    if head.upper() == "INBOX":
+        return "INBOX" + sep + rest
+    return name
+
+
+def _message(row: sqlite3.Row | tuple) -> Message:
+    id_, mailbox_id, uid, modseq, flags, keywords, internaldate, size, blob_id, savedate = row
+    return Message(
+        id_, mailbox_id, uid, modseq, Flag(flags),
+        frozenset(keywords.split()) if keywords else frozenset(),
+        internaldate, size, blob_id, savedate,
+    )
+
+
+def _mailbox(row: tuple, subscribed: bool) -> Mailbox:
+    id_, account_id, name, uidvalidity, uidnext, modseq, special_use = row
+    return Mailbox(id_, account_id, name, uidvalidity, uidnext, modseq, special_use, subscribed)
+
+
+def _account(row: tuple) -> Account:
+    id_, address, domain_id, pw, quota, used, disabled = row
+    return Account(id_, address, domain_id, pw, quota, used, bool(disabled))
+
+
+@dataclass
+class _DeliveryJob:
+    staged: StagedBlob
+    parsed: dict
+    summary: dict
+    targets: Sequence[DeliveryTarget]
+
+
+def parse_for_store(raw: bytes) -> tuple[dict, dict]:
+    """Parse once, at delivery: the cached JSON and the indexed summary columns."""
+    from postbote.mail.message import parse_message
+
+    msg = parse_message(raw)
+
+    def first(addrs: Any) -> str:
+        for a in addrs or ():
+            if getattr(a, "mailbox", None) and getattr(a, "host", None):
+                return f"{a.mailbox}@{a.host}".lower()
+        return ""
+
+    date = getattr(msg, "date", None)
+    summary = {
+        "subject": (getattr(msg, "subject", "") or "")[:1000],
+        "from_addr": first(getattr(msg, "from_", ())),
+        "to_addr": first(getattr(msg, "to", ())),
+        "cc_addr": first(getattr(msg, "cc", ())),
+        "message_id": (getattr(msg, "message_id", "") or "")[:1000],
+        "sent_date": int(date.timestamp()) if date is not None else None,
+    }
+    return msg.to_json(), summary
+
+
+class SqliteDb:
+    """Synchronous SQLite access; every public method is one transaction."""
+
+    def __init__(self, data_dir: Path, feed: ChangeFeed | None = None) -> None:
+        self.data_dir = data_dir
+        self.path = data_dir / "postbote.db"
+        self.blobs = BlobFiles(data_dir / "blobs")
+        self.feed = feed or ChangeFeed()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    # -- connections and transactions -----------------------------------------
+    def open(self) -> None:
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.blobs.open()
+            if not os.access(self.data_dir, os.W_OK):
+                raise PermissionError(13, "Permission denied")
+        except OSError as exc:
+            raise StoreError(f"data folder {self.data_dir} is not writable: {exc.strerror}") from None
+        self._migrate()
+        self.blobs.sweep_temp(older_than=3600, now=time.time())
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=BUSY_TIMEOUT_MS / 1000)
+                # WAL: readers never block the writer; FULL: a commit is on disk
+                # when it returns, which is what "250 OK" promises.
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open database {self.path}: {exc}") from None
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; BEGIN IMMEDIATE takes the lock up front so two
+        writers never deadlock upgrading from a read."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def _read(self) -> sqlite3.Connection:
+        return self._conn()
+
+    def _migrate(self) -> None:
+        files = sorted(
+            (f for f in resources.files("postbote.store").joinpath("migrations").iterdir() if f.name.endswith(".sql")),
+            key=lambda f: f.name,
+        )
+        with self._write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(files):
+                raise StoreError(f"database {self.path} has schema version {version}, newer than this postbote knows ({len(files)})")
+            for number, f in enumerate(files, start=1):
+                if number > version:
+                    for statement in _split_sql(f.read_text()):
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version={number}")
+
+    def schema_version(self) -> int:
+        return self._read().execute("PRAGMA user_version").fetchone()[0]
+
+    # -- domains ---------------------------------------------------------------
+    def add_domain(self, name: str) -> Domain:
+        try:
+            with self._write() as conn:
+                cur = conn.execute("INSERT INTO domains(name, created) VALUES (?, ?)", (name, int(time.time())))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"domain {name} exists already") from None
+        return Domain(cur.lastrowid, name)
+
+    def get_domain(self, name: str) -> Domain | None:
+        row = self._read().execute("SELECT id, name FROM domains WHERE name = ?", (name,)).fetchone()
+        return Domain(*row) if row else None
+
+    def list_domains(self) -> list[Domain]:
+        return [Domain(*r) for r in self._read().execute("SELECT id, name FROM domains ORDER BY name")]
+
+    def delete_domain(self, name: str) -> None:
+        with self._write() as conn:
+            row = conn.execute("SELECT id FROM domains WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"no domain {name}")
+            if conn.execute("SELECT 1 FROM accounts WHERE domain_id = ? LIMIT 1", row).fetchone():
+                raise StoreError(f"domain {name} still has accounts; delete them first")
+            if conn.execute("SELECT 1 FROM aliases WHERE source = ? OR source LIKE ? LIMIT 1",
+                            ("@" + name, "%@" + name)).fetchone():
+                raise StoreError(f"domain {name} still has aliases; delete them first")
+            conn.execute("DELETE FROM domains WHERE id = ?", row)
+
+    # -- accounts --------------------------------------------------------------
+    _ACCOUNT = "SELECT id, address, domain_id, password_hash, quota, used, disabled FROM accounts"
+
+    def add_account(self, address: str, password_hash: str, quota: int = 0) -> Account:
+        domain = address.rpartition("@")[2]
+        now = int(time.time())
+        with self._write() as conn:
+            drow = conn.execute("SELECT id FROM domains WHERE name = ?", (domain,)).fetchone()
+            if drow is None:
+                raise NotFound(f"no domain {domain}; add it first with 'postbote domain add {domain}'")
+            try:
+                cur = conn.execute(
+                    "INSERT INTO accounts(address, domain_id, password_hash, quota, created) VALUES (?, ?, ?, ?, ?)",
+                    (address, drow[0], password_hash, quota, now),
+                )
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(f"account {address} exists already") from None
+            account_id = cur.lastrowid
+            for name, special_use in DEFAULT_MAILBOXES:
+                self._create_mailbox(conn, account_id, name, special_use)
+                conn.execute("INSERT OR IGNORE INTO subscriptions VALUES (?, ?)", (account_id, name))
+        return Account(account_id, address, drow[0], password_hash, quota, 0)
+
+    def get_account(self, address: str) -> Account | None:
+        row = self._read().execute(self._ACCOUNT + " WHERE address = ?", (address,)).fetchone()
+        return _account(row) if row else None
+
+    def get_account_by_id(self, account_id: int) -> Account | None:
+        row = self._read().execute(self._ACCOUNT + " WHERE id = ?", (account_id,)).fetchone()
+        return _account(row) if row else None
+
+    def list_accounts(self, domain: str | None = None) -> list[Account]:
+        if domain is None:
+            rows = self._read().execute(self._ACCOUNT + " ORDER BY address")
+        else:
+            rows = self._read().execute(
+                self._ACCOUNT + " WHERE domain_id = (SELECT id FROM domains WHERE name = ?) ORDER BY address", (domain,))
+        return [_account(r) for r in rows]
+
+    def delete_account(self, address: str) -> None:
+        with self._write() as conn:
+            row = conn.execute("SELECT id FROM accounts WHERE address = ?", (address,)).fetchone()
+            if row is None:
+                raise NotFound(f"no account {address}")
+            conn.execute(
+                "UPDATE blobs SET refcount = refcount - sub.n FROM (SELECT blob_id, COUNT(*) AS n FROM messages"
+                " WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = ?) GROUP BY blob_id) AS sub"
+                " WHERE blobs.id = sub.blob_id", row)
+            conn.execute("DELETE FROM expunged WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = ?)", row)
+            conn.execute("DELETE FROM accounts WHERE id = ?", row)
+
+    def _update_account(self, address: str, column: str, value: Any) -> None:
+        with self._write() as conn:
+            if conn.execute(f"UPDATE accounts SET {column} = ? WHERE address = ?", (value, address)).rowcount == 0:
+                raise NotFound(f"no account {address}")
+
+    def set_password(self, address: str, password_hash: str) -> None:
+        self._update_account(address, "password_hash", password_hash)
+
+    def set_quota(self, address: str, quota: int) -> None:
+        self._update_account(address, "quota", quota)
+
+    def add_app_password(self, account_id: int, name: str, password_hash: str) -> AppPassword:
+        now = int(time.time())
+        try:
+            with self._write() as conn:
+                cur = conn.execute(
+                    "INSERT INTO app_passwords(account_id, name, password_hash, created) VALUES (?, ?, ?, ?)",
+                    (account_id, name, password_hash, now))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"app password {name} exists already") from None
+        return AppPassword(cur.lastrowid, account_id, name, password_hash, now)
+
+    def list_app_passwords(self, account_id: int) -> list[AppPassword]:
+        rows = self._read().execute(
+            "SELECT id, account_id, name, password_hash, created FROM app_passwords WHERE account_id = ? ORDER BY name",
+            (account_id,))
+        return [AppPassword(*r) for r in rows]
+
+    def delete_app_password(self, account_id: int, name: str) -> None:
+        with self._write() as conn:
+            if conn.execute("DELETE FROM app_passwords WHERE account_id = ? AND name = ?",
+                            (account_id, name)).rowcount == 0:
+                raise NotFound(f"no app password {name}")
+
+    # -- aliases ---------------------------------------------------------------
+    def add_alias(self, source: str, target: str) -> None:
+        domain = source.rpartition("@")[2]
+        try:
+            with self._write() as conn:
+                if conn.execute("SELECT 1 FROM domains WHERE name = ?", (domain,)).fetchone() is None:
+                    raise NotFound(f"no domain {domain}; add it first with 'postbote domain add {domain}'")
+                conn.execute("INSERT INTO aliases(source, target, created) VALUES (?, ?, ?)",
+                             (source, target, int(time.time())))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"alias {source} -> {target} exists already") from None
+
+    def delete_alias(self, source: str, target: str | None = None) -> None:
+        with self._write() as conn:
+            if target is None:
+                n = conn.execute("DELETE FROM aliases WHERE source = ?", (source,)).rowcount
+            else:
+                n = conn.execute("DELETE FROM aliases WHERE source = ? AND target = ?", (source, target)).rowcount
+            if n == 0:
+                raise NotFound(f"no alias {source}" + (f" -> {target}" if target else ""))
+
+    def list_aliases(self, domain: str | None = None) -> list[Alias]:
+        if domain is None:
+            rows = self._read().execute("SELECT source, target FROM aliases ORDER BY source, target")
+        else:
+            rows = self._read().execute(
+                "SELECT source, target FROM aliases WHERE source = ? OR source LIKE ? ORDER BY source, target",
+                ("@" + domain, "%@" + domain))
+        return [Alias(*r) for r in rows]
+
+    def alias_targets(self, source: str) -> list[str]:
+        rows = self._read().execute("SELECT target FROM aliases WHERE source = ? ORDER BY target", (source,))
+        return [r[0] for r in rows]
+
+    # -- mailboxes -------------------------------------------------------------
+    _MAILBOX = "SELECT id, account_id, name, uidvalidity, uidnext, highestmodseq, special_use FROM mailboxes"
+
+    def _next_uidvalidity(self, conn: sqlite3.Connection) -> int:
+        """Unique per store and growing, so a recreated mailbox never repeats one."""
+        row = conn.execute("SELECT value FROM meta WHERE key = 'uidvalidity'").fetchone()
+        value = max(int(time.time()), (row[0] if row else 0) + 1) & 0xFFFFFFFF
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('uidvalidity', ?)", (value,))
+        return value
+
+    def _create_mailbox(self, conn: sqlite3.Connection, account_id: int, name: str,
+                        special_use: str | None) -> int:
+        try:
+            cur = conn.execute(
+                "INSERT INTO mailboxes(account_id, name, uidvalidity, special_use) VALUES (?, ?, ?, ?)",
+                (account_id, name, self._next_uidvalidity(conn), special_use))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"mailbox {name} exists already") from None
+        return cur.lastrowid
+
+    def _subscribed(self, account_id: int) -> set[str]:
+        return {r[0] for r in self._read().execute("SELECT name FROM subscriptions WHERE account_id = ?", (account_id,))}
+
+    def list_mailboxes(self, account_id: int) -> list[Mailbox]:
+        subs = self._subscribed(account_id)
+        rows = self._read().execute(self._MAILBOX + " WHERE account_id = ? ORDER BY name", (account_id,))
+        return [_mailbox(r, r[2] in subs) for r in rows]
+
+    def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
+        name = canonical_mailbox_name(name)
+        row = self._read().execute(self._MAILBOX + " WHERE account_id = ? AND name = ?", (account_id, name)).fetchone()
+        return _mailbox(row, name in self._subscribed(account_id)) if row else None
+
+    def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
+        row = self._read().execute(self._MAILBOX + " WHERE id = ?", (mailbox_id,)).fetchone()
+        return _mailbox(row, row[2] in self._subscribed(row[1])) if row else None
+
+    def create_mailbox(self, account_id: int, name: str, special_use: str | None = None) -> Mailbox:
+        name = canonical_mailbox_name(name)
+        if not name or name.startswith(DELIMITER) or name.endswith(DELIMITER) or DELIMITER * 2 in name:
+            raise StoreError(f"invalid mailbox name {name!r}")
+        with self._write() as conn:
+            mailbox_id = self._create_mailbox(conn, account_id, name, special_use)
+        self.feed.publish(Change(account_id, mailbox_id, 0, frozenset({"mailbox"})))
+        mailbox = self.get_mailbox_by_id(mailbox_id)
+        assert mailbox is not None
+        return mailbox
+
+    def delete_mailbox(self, account_id: int, name: str) -> None:
+        name = canonical_mailbox_name(name)
+        if name == "INBOX":
+            raise StoreError("INBOX cannot be deleted")
+        with self._write() as conn:
+            row = conn.execute("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, name)).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {name}")
+            self._drop_messages(conn, "mailbox_id = ?", row)
+            conn.execute("DELETE FROM expunged WHERE mailbox_id = ?", row)
+            conn.execute("DELETE FROM mailboxes WHERE id = ?", row)
+        self.feed.publish(Change(account_id, row[0], 0, frozenset({"mailbox"})))
+
+    def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
+        old, new = canonical_mailbox_name(old), canonical_mailbox_name(new)
+        with self._write() as conn:
+            row = conn.execute("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, old)).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {old}")
+            if conn.execute("SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, new)).fetchone():
+                raise AlreadyExists(f"mailbox {new} exists already")
+            if old == "INBOX":
+                # RFC 9051 §6.3.6: renaming INBOX moves its messages to a new
+                # mailbox and leaves INBOX empty; its inferiors stay where they are.
+                self._move_all_from_inbox(conn, account_id, row[0], new)
+            else:
+                like = old.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + DELIMITER + "%"
+                children = conn.execute(
+                    "SELECT id, name FROM mailboxes WHERE account_id = ? AND name LIKE ? ESCAPE '\\'",
+                    (account_id, like)).fetchall()
+                conn.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (new, row[0]))
+                for child_id, child_name in children:
+                    conn.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (new + child_name[len(old):], child_id))
+        self.feed.publish(Change(account_id, row[0], 0, frozenset({"mailbox"})))
+
+    def _move_all_from_inbox(self, conn: sqlite3.Connection, account_id: int, inbox_id: int, new: str) -> None:
+        target_id = self._create_mailbox(conn, account_id, new, None)
+        uids = [r[0] for r in conn.execute("SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", (inbox_id,))]
+        self._copy(conn, inbox_id, uids, target_id, check_quota=False)
+        self._expunge(conn, inbox_id, uids, only_deleted=False)
+
+    def subscribe(self, account_id: int, name: str) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR IGNORE INTO subscriptions VALUES (?, ?)", (account_id, canonical_mailbox_name(name)))
+
+    def unsubscribe(self, account_id: int, name: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM subscriptions WHERE account_id = ? AND name = ?",
+                         (account_id, canonical_mailbox_name(name)))
+
+    def list_subscriptions(self, account_id: int) -> list[str]:
+        return sorted(self._subscribed(account_id))
+
+    def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
+        conn = self._read()
+        conn.execute("BEGIN")  # one snapshot for all counters
+        try:
+            mb = conn.execute("SELECT uidnext, uidvalidity, highestmodseq FROM mailboxes WHERE id = ?",
+                              (mailbox_id,)).fetchone()
+            if mb is None:
+                raise NotFound("no such mailbox")
+            count, size, deleted = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM((flags & 8) != 0), 0)"
+                " FROM messages WHERE mailbox_id = ?", (mailbox_id,)).fetchone()
+            unseen = conn.execute("SELECT COUNT(*) FROM messages WHERE mailbox_id = ? AND (flags & 1) = 0",
+                                  (mailbox_id,)).fetchone()[0]
+        finally:
+            conn.execute("COMMIT")
+        return MailboxStatus(count, unseen, size, mb[0], mb[1], mb[2], deleted)
+
+    def claim_recent(self, mailbox_id: int) -> int:
+        with self._write() as conn:
+            row = conn.execute("SELECT recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound("no such mailbox")
+            conn.execute("UPDATE mailboxes SET recent_uid = uidnext WHERE id = ?", (mailbox_id,))
+        return row[0]
+
+    # -- delivery --------------------------------------------------------------
+    def prepare_delivery(self, source: bytes | Path, targets: Sequence[DeliveryTarget]) -> _DeliveryJob:
+        """The part of a delivery that needs no lock: stage the bytes, parse once."""
+        if isinstance(source, Path):
+            staged = self.blobs.stage_file(source)
+            raw = source.read_bytes()
+        else:
+            staged = self.blobs.stage(source)
+            raw = source
+        parsed, summary = parse_for_store(raw)
+        return _DeliveryJob(staged, parsed, summary, targets)
+
+    def commit_deliveries(self, jobs: list[_DeliveryJob]) -> list[list[DeliveryOutcome] | BaseException]:
+        """One transaction (one WAL fsync) for many deliveries: the group commit."""
+        results: list[list[DeliveryOutcome] | BaseException] = []
+        changes: list[Change] = []
+        try:
+            with self._write() as conn:
+                dirs: set[Path] = set()
+                for job in jobs:
+                    conn.execute("SAVEPOINT job")
+                    try:
+                        outcome = self._commit_job(conn, job, dirs, changes)
+                    except (StoreError, OSError) as exc:
+                        conn.execute("ROLLBACK TO job")
+                        results.append(exc)
+                    else:
+                        results.append(outcome)
+                    conn.execute("RELEASE job")
+                for d in dirs:
+                    fsync_dir(d)
+        finally:
+            for job in jobs:
+                self.blobs.discard(job.staged)
+        for change in changes:
+            self.feed.publish(change)
+        return results
+
+    def _blob_id(self, conn: sqlite3.Connection, job: _DeliveryJob, dirs: set[Path]) -> int:
+        changed_dir = self.blobs.materialize(job.staged)
+        if changed_dir is not None:
+            dirs.add(changed_dir)
+        row = conn.execute("SELECT id FROM blobs WHERE sha256 = ?", (job.staged.sha256,)).fetchone()
+        if row:
+            return row[0]
+        s = job.summary
+        cur = conn.execute(
+            "INSERT INTO blobs(sha256, size, parsed, subject, from_addr, to_addr, cc_addr, message_id, sent_date)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (job.staged.sha256, job.staged.size, json.dumps(job.parsed, separators=(",", ":")),
+             s["subject"], s["from_addr"], s["to_addr"], s["cc_addr"], s["message_id"], s["sent_date"]))
+        return cur.lastrowid
+
+    def _commit_job(self, conn: sqlite3.Connection, job: _DeliveryJob, dirs: set[Path],
+                    changes: list[Change]) -> list[DeliveryOutcome]:
+        blob_id = self._blob_id(conn, job, dirs)
+        outcomes: list[DeliveryOutcome] = []
+        now = int(time.time())
+        for t in job.targets:
+            name = canonical_mailbox_name(t.mailbox)
+            mb = conn.execute("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (t.account_id, name)).fetchone()
+            if mb is None:
+                outcomes.append(DeliveryRefused(t.account_id, f"no mailbox {name}", missing_mailbox=True))
+                continue
+            acct = conn.execute("SELECT quota, used FROM accounts WHERE id = ?", (t.account_id,)).fetchone()
+            if acct is None:
+                outcomes.append(DeliveryRefused(t.account_id, "no such account"))
+                continue
+            if t.enforce_quota and acct[0] and acct[1] + job.staged.size > acct[0]:
+                outcomes.append(DeliveryRefused(t.account_id, "mailbox full", quota=True))
+                continue
+            uidvalidity, uid, modseq = self._insert_message(
+                conn, mb[0], t.account_id, blob_id, job.staged.size, t.flags, t.keywords,
+                t.internaldate if t.internaldate is not None else now, now)
+            outcomes.append(Delivered(t.account_id, mb[0], uidvalidity, uid))
+            changes.append(Change(t.account_id, mb[0], modseq, frozenset({"new"})))
+        return outcomes
+
+    def _insert_message(self, conn: sqlite3.Connection, mailbox_id: int, account_id: int, blob_id: int,
+                        size: int, flags: Flag, keywords: frozenset[str], internaldate: int,
+                        savedate: int) -> tuple[int, int, int]:
+        uidvalidity, uid, modseq = conn.execute(
+            "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 WHERE id = ?"
+            " RETURNING uidvalidity, uidnext - 1, highestmodseq", (mailbox_id,)).fetchone()
+        conn.execute(
+            "INSERT INTO messages(mailbox_id, uid, modseq, flags, keywords, internaldate, savedate, size, blob_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (mailbox_id, uid, modseq, int(flags), " ".join(sorted(keywords)), internaldate, savedate, size, blob_id))
+        conn.execute("UPDATE blobs SET refcount = refcount + 1 WHERE id = ?", (blob_id,))
+        conn.execute("UPDATE accounts SET used = used + ? WHERE id = ?", (size, account_id))
+        return uidvalidity, uid, modseq
+
+    # -- messages --------------------------------------------------------------
+    def list_messages(self, mailbox_id: int, first_uid: int = 1, last_uid: int | None = None,
+                      limit: int = -1) -> list[Message]:
+        rows = self._read().execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND uid >= ? AND uid <= ?"
+            " ORDER BY uid LIMIT ?", (mailbox_id, first_uid, last_uid if last_uid is not None else 2**62, limit))
+        return [_message(r) for r in rows]
+
+    def _blob_row(self, blob_id: int, column: str) -> Any:
+        row = self._read().execute(f"SELECT {column} FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no blob {blob_id}")
+        return row[0]
+
+    def read_blob(self, blob_id: int) -> bytes:
+        return self.blobs.read(self._blob_row(blob_id, "sha256"))
+
+    def blob_path(self, blob_id: int) -> Path | None:
+        path = self.blobs.path(self._blob_row(blob_id, "sha256"))
+        return path if path.exists() else None
+
+    def parsed(self, blob_id: int) -> dict:
+        return json.loads(self._blob_row(blob_id, "parsed"))
+
+    def _uid_chunks(self, uids: Sequence[int]) -> Iterator[Sequence[int]]:
+        # SQLite limits bound parameters; 500 at a time is well inside.
+        for i in range(0, len(uids), 500):
+            yield uids[i:i + 500]
+
+    def store_flags(self, mailbox_id: int, uids: Sequence[int], mode: FlagMode, flags: Flag,
+                    keywords: frozenset[str] = frozenset(),
+                    unchangedsince: int | None = None) -> tuple[list[Message], list[int]]:
+        changed: list[Message] = []
+        refused: list[int] = []
+        with self._write() as conn:
+            account_id, modseq = conn.execute(
+                "SELECT account_id, highestmodseq + 1 FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+            for chunk in self._uid_chunks(uids):
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND uid IN ({marks})",
+                                    (mailbox_id, *chunk)).fetchall()
+                for m in map(_message, rows):
+                    # RFC 7162 §3.2: UNCHANGEDSINCE refuses messages changed after it.
+                    if unchangedsince is not None and m.modseq > unchangedsince:
+                        refused.append(m.uid)
+                        continue
+                    new_flags, new_keywords = _apply_flags(m, mode, flags, keywords)
+                    if new_flags == m.flags and new_keywords == m.keywords:
+                        continue
+                    conn.execute("UPDATE messages SET flags = ?, keywords = ?, modseq = ? WHERE id = ?",
+                                 (int(new_flags), " ".join(sorted(new_keywords)), modseq, m.id))
+                    changed.append(Message(m.id, m.mailbox_id, m.uid, modseq, new_flags, new_keywords,
+                                           m.internaldate, m.size, m.blob_id, m.savedate))
+            if changed:
+                conn.execute("UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", (modseq, mailbox_id))
+        if changed:
+            self.feed.publish(Change(account_id, mailbox_id, modseq, frozenset({"flags"})))
+        return changed, refused
+
+    def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        with self._write() as conn:
+            if uids is None:
+                uids = [r[0] for r in conn.execute(
+                    "SELECT uid FROM messages WHERE mailbox_id = ? AND (flags & 8) != 0 ORDER BY uid", (mailbox_id,))]
+            gone, account_id, modseq = self._expunge(conn, mailbox_id, uids, only_deleted=True)
+        if gone:
+            self.feed.publish(Change(account_id, mailbox_id, modseq, frozenset({"expunge"})))
+        return gone
+
+    def _expunge(self, conn: sqlite3.Connection, mailbox_id: int, uids: Sequence[int],
+                 only_deleted: bool) -> tuple[list[int], int, int]:
+        account_id, modseq = conn.execute(
+            "SELECT account_id, highestmodseq + 1 FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+        gone: list[int] = []
+        cond = " AND (flags & 8) != 0" if only_deleted else ""
+        for chunk in self._uid_chunks(sorted(uids)):
+            marks = ",".join("?" * len(chunk))
+            gone += self._drop_messages(conn, f"mailbox_id = ? AND uid IN ({marks}){cond}", (mailbox_id, *chunk))
+        if gone:
+            conn.executemany("INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+                             [(mailbox_id, uid, modseq) for uid in gone])
+            conn.execute("UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", (modseq, mailbox_id))
+        return sorted(gone), account_id, modseq
+
+    def _drop_messages(self, conn: sqlite3.Connection, where: str, args: Sequence[Any]) -> list[int]:
+        """Delete message rows, releasing their blobs and quota; returns their UIDs."""
+        rows = conn.execute(
+            f"DELETE FROM messages WHERE {where} RETURNING uid, blob_id, size, mailbox_id", args).fetchall()
+        for uid, blob_id, size, mailbox_id in rows:
+            conn.execute("UPDATE blobs SET refcount = refcount - 1 WHERE id = ?", (blob_id,))
+            conn.execute("UPDATE accounts SET used = used - ? WHERE id = "
+                         "(SELECT account_id FROM mailboxes WHERE id = ?)", (size, mailbox_id))
+        return [r[0] for r in rows]
+
+    def copy_messages(self, mailbox_id: int, uids: Sequence[int], target_id: int) -> list[tuple[int, int]]:
+        with self._write() as conn:
+            pairs = self._copy(conn, mailbox_id, uids, target_id, check_quota=True)
+            account_id, modseq = conn.execute("SELECT account_id, highestmodseq FROM mailboxes WHERE id = ?",
+                                              (target_id,)).fetchone()
+        if pairs:
+            self.feed.publish(Change(account_id, target_id, modseq, frozenset({"new"})))
+        return pairs
+
+    def move_messages(self, mailbox_id: int, uids: Sequence[int], target_id: int) -> list[tuple[int, int]]:
+        with self._write() as conn:
+            pairs = self._copy(conn, mailbox_id, uids, target_id, check_quota=False)
+            _, account_id, modseq = self._expunge(conn, mailbox_id, [p[0] for p in pairs], only_deleted=False)
+            target_modseq = conn.execute("SELECT highestmodseq FROM mailboxes WHERE id = ?", (target_id,)).fetchone()[0]
+        if pairs:
+            self.feed.publish(Change(account_id, target_id, target_modseq, frozenset({"new"})))
+            self.feed.publish(Change(account_id, mailbox_id, modseq, frozenset({"expunge"})))
+        return pairs
+
+    def _copy(self, conn: sqlite3.Connection, mailbox_id: int, uids: Sequence[int], target_id: int,
+              check_quota: bool) -> list[tuple[int, int]]:
+        target = conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (target_id,)).fetchone()
+        if target is None:
+            raise NotFound("no such target mailbox")
+        messages: list[Message] = []
+        for chunk in self._uid_chunks(sorted(set(uids))):
+            marks = ",".join("?" * len(chunk))
+            messages += map(_message, conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND uid IN ({marks}) ORDER BY uid",
+                (mailbox_id, *chunk)))
+        if check_quota:
+            quota, used = conn.execute("SELECT quota, used FROM accounts WHERE id = ?", target).fetchone()
+            if quota and used + sum(m.size for m in messages) > quota:
+                raise QuotaExceeded("the copy would exceed the storage quota")
+        now = int(time.time())
+        pairs = []
+        for m in messages:
+            _, uid, _ = self._insert_message(conn, target_id, target[0], m.blob_id, m.size, m.flags,
+                                             m.keywords, m.internaldate, now)
+            pairs.append((m.uid, uid))
+        return pairs
+
+    def changes_since(self, mailbox_id: int, modseq: int) -> tuple[list[Message], list[int]]:
+        conn = self._read()
+        conn.execute("BEGIN")
+        try:
+            rows = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND modseq > ?"
+                                " ORDER BY uid", (mailbox_id, modseq)).fetchall()
+            vanished = [r[0] for r in conn.execute(
+                "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", (mailbox_id, modseq))]
+        finally:
+            conn.execute("COMMIT")
+        return [_message(r) for r in rows], vanished
+
+    # -- maintenance -----------------------------------------------------------
+    def collect_garbage(self) -> int:
+        """Delete unreferenced blobs, rows and files together, under the write lock
+        (see blobs.py for why that ordering keeps concurrent deliveries safe)."""
+        with self._write() as conn:
+            rows = conn.execute("DELETE FROM blobs WHERE refcount <= 0 RETURNING sha256").fetchall()
+            for (sha,) in rows:
+                self.blobs.remove(sha)
+        return len(rows)
+
+    def sweep_orphans(self) -> int:
+        """Remove blob files that no row names (a crash between link and commit)."""
+        with self._write() as conn:
+            known = {r[0] for r in conn.execute("SELECT sha256 FROM blobs")}
+            orphans = [name for name in self.blobs.all_names() if name not in known]
+            for name in orphans:
+                self.blobs.remove(name)
+        return len(orphans)
+
+
+def _apply_flags(m: Message, mode: FlagMode, flags: Flag, keywords: frozenset[str]) -> tuple[Flag, frozenset[str]]:
+    if mode is FlagMode.REPLACE:
+        return flags, keywords
+    if mode is FlagMode.ADD:
+        return m.flags | flags, m.keywords | keywords
+    return m.flags & ~flags, m.keywords - keywords
+
+
+def _split_sql(script: str) -> list[str]:
+    statements, current = [], []
+    for line in script.splitlines():
+        if line.strip().startswith("--"):
+            continue
+        current.append(line)
+        if line.rstrip().endswith(";"):
+            statements.append("\n".join(current))
+            current = []
+    return [s for s in statements if s.strip()]
+
+
+# -- the asynchronous contract -------------------------------------------------
+
+def _offloaded(method: Callable[..., T]) -> Callable[..., Any]:
+    """An async method that runs the synchronous one in the store's executor."""
+
+    @functools.wraps(method)
+    async def run(self: "SqliteStore", *args: Any, **kwargs: Any) -> T:
+        return await self._run(method, self.db, *args, **kwargs)
+
+    return run
+
+
+class _GroupCommit:
+    """Batches concurrent deliveries into one transaction.
+
+    A delivery waits only while a commit is already running; everything that
+    arrives in the meantime goes into the next one.
+    """
+
+    def __init__(self, store: "SqliteStore") -> None:
+        self._store = store
+        self._pending: list[tuple[_DeliveryJob, asyncio.Future]] = []
+        self._running = False
+
+    async def submit(self, job: _DeliveryJob) -> list[DeliveryOutcome]:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((job, future))
+        if not self._running:
+            self._running = True
+            asyncio.ensure_future(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                try:
+                    results = await self._store._run(SqliteDb.commit_deliveries, self._store.db, [j for j, _ in batch])
+                except BaseException as exc:  # the whole commit failed: every caller learns it
+                    results = [exc] * len(batch)
+                for (_, future), result in zip(batch, results):
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result if isinstance(result, StoreError) else StoreError(str(result)))
+                    else:
+                        future.set_result(result)
+        finally:
+            self._running = False
+
+
+class SqliteStore(Store):
+    """The embedded backend of the store contract."""
+
+    def __init__(self, data_dir: Path, executor: Executor | None = None, workers: int = 8) -> None:
+        self.changes = ChangeFeed()
+        self.db = SqliteDb(Path(data_dir), self.changes)
+        self._own_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store")
+        self._commits = _GroupCommit(self)
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    async def open(self) -> None:
+        await self._run(self.db.open)
+
+    async def close(self) -> None:
+        await self._run(self.db.close)
+        if self._own_executor:
+            self._executor.shutdown(wait=True)
+
+    async def deliver(self, source: bytes | Path, targets: Sequence[DeliveryTarget]) -> list[DeliveryOutcome]:
+        job = await self._run(self.db.prepare_delivery, source, targets)
+        return await self._commits.submit(job)
+
+    async def append(self, account_id: int, mailbox: str, raw: bytes, flags: Flag = Flag(0),
+                     keywords: frozenset[str] = frozenset(), internaldate: int | None = None) -> Delivered:
+        [outcome] = await self.deliver(raw, [DeliveryTarget(account_id, mailbox, flags, keywords, internaldate)])
+        if isinstance(outcome, Delivered):
+            return outcome
+        if outcome.quota:
+            raise QuotaExceeded(outcome.reason)
+        raise NotFound(outcome.reason)
+
+    async def iter_messages(self, mailbox_id: int, batch: int = 1000) -> AsyncIterator[list[Message]]:
+        first = 1
+        while True:
+            chunk = await self._run(self.db.list_messages, mailbox_id, first, None, batch)
+            if not chunk:
+                return
+            yield chunk
+            first = chunk[-1].uid + 1
+
+    add_domain = _offloaded(SqliteDb.add_domain)
+    get_domain = _offloaded(SqliteDb.get_domain)
+    list_domains = _offloaded(SqliteDb.list_domains)
+    delete_domain = _offloaded(SqliteDb.delete_domain)
+    add_account = _offloaded(SqliteDb.add_account)
+    get_account = _offloaded(SqliteDb.get_account)
+    get_account_by_id = _offloaded(SqliteDb.get_account_by_id)
+    list_accounts = _offloaded(SqliteDb.list_accounts)
+    delete_account = _offloaded(SqliteDb.delete_account)
+    set_password = _offloaded(SqliteDb.set_password)
+    set_quota = _offloaded(SqliteDb.set_quota)
+    add_app_password = _offloaded(SqliteDb.add_app_password)
+    list_app_passwords = _offloaded(SqliteDb.list_app_passwords)
+    delete_app_password = _offloaded(SqliteDb.delete_app_password)
+    add_alias = _offloaded(SqliteDb.add_alias)
+    delete_alias = _offloaded(SqliteDb.delete_alias)
+    list_aliases = _offloaded(SqliteDb.list_aliases)
+    alias_targets = _offloaded(SqliteDb.alias_targets)
+    list_mailboxes = _offloaded(SqliteDb.list_mailboxes)
+    get_mailbox = _offloaded(SqliteDb.get_mailbox)
+    get_mailbox_by_id = _offloaded(SqliteDb.get_mailbox_by_id)
+    create_mailbox = _offloaded(SqliteDb.create_mailbox)
+    delete_mailbox = _offloaded(SqliteDb.delete_mailbox)
+    rename_mailbox = _offloaded(SqliteDb.rename_mailbox)
+    subscribe = _offloaded(SqliteDb.subscribe)
+    unsubscribe = _offloaded(SqliteDb.unsubscribe)
+    list_subscriptions = _offloaded(SqliteDb.list_subscriptions)
+    mailbox_status = _offloaded(SqliteDb.mailbox_status)
+    claim_recent = _offloaded(SqliteDb.claim_recent)
+    list_messages = _offloaded(SqliteDb.list_messages)
+    read_blob = _offloaded(SqliteDb.read_blob)
+    blob_path = _offloaded(SqliteDb.blob_path)
+    parsed = _offloaded(SqliteDb.parsed)
+    store_flags = _offloaded(SqliteDb.store_flags)
+    expunge = _offloaded(SqliteDb.expunge)
+    copy_messages = _offloaded(SqliteDb.copy_messages)
+    move_messages = _offloaded(SqliteDb.move_messages)
+    changes_since = _offloaded(SqliteDb.changes_since)
+    collect_garbage = _offloaded(SqliteDb.collect_garbage)
+    sweep_orphans = _offloaded(SqliteDb.sweep_orphans)

@@ -1,0 +1,186 @@
+"""The values the store hands out and takes in, shared by every backend.
+
+They are plain frozen dataclasses so that no protocol ever holds a database
+row or a cursor, and a PostgreSQL backend can return the very same types.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class StoreError(Exception):
+    """A store operation was refused; the message says why, for a user to read."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class AlreadyExists(StoreError):
+    pass
+
+
+class QuotaExceeded(StoreError):
+    pass
+
+
+class Flag(enum.IntFlag):
+    """IMAP system flags (RFC 9051 §2.3.2), kept as a bitmask in the store.
+
+    \\Recent is not here: it belongs to a session, not to a message row.
+    """
+
+    SEEN = 1
+    ANSWERED = 2
+    FLAGGED = 4
+    DELETED = 8
+    DRAFT = 16
+
+
+FLAG_NAMES: dict[str, Flag] = {
+    "\\seen": Flag.SEEN,
+    "\\answered": Flag.ANSWERED,
+    "\\flagged": Flag.FLAGGED,
+    "\\deleted": Flag.DELETED,
+    "\\draft": Flag.DRAFT,
+}
+
+# The mailboxes every new account gets, with their RFC 6154 special-use roles.
+DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
+    ("INBOX", None),
+    ("Drafts", "\\Drafts"),
+    ("Sent", "\\Sent"),
+    ("Junk", "\\Junk"),
+    ("Trash", "\\Trash"),
+    ("Archive", "\\Archive"),
+)
+
+# The hierarchy delimiter of mailbox names in the store and over IMAP.
+DELIMITER = "/"
+
+
+class FlagMode(enum.Enum):
+    """How STORE applies flags: RFC 9051 §6.4.6 FLAGS, +FLAGS, -FLAGS."""
+
+    REPLACE = "replace"
+    ADD = "add"
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True)
+class Domain:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    address: str
+    domain_id: int
+    password_hash: str
+    quota: int  # bytes; 0 means unlimited
+    used: int  # bytes stored in all mailboxes
+    disabled: bool = False
+
+
+@dataclass(frozen=True)
+class AppPassword:
+    id: int
+    account_id: int
+    name: str
+    password_hash: str
+    created: int
+
+
+@dataclass(frozen=True)
+class Alias:
+    source: str  # an address, or "@domain" for a catch-all
+    target: str
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    id: int
+    account_id: int
+    name: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    special_use: str | None
+    subscribed: bool
+
+
+@dataclass(frozen=True)
+class MailboxStatus:
+    """The counters of RFC 9051 STATUS, computed in one query."""
+
+    messages: int
+    unseen: int
+    size: int
+    uidnext: int
+    uidvalidity: int
+    highestmodseq: int
+    deleted: int = 0
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message in one mailbox. ``blob_id`` points at the shared bytes."""
+
+    id: int
+    mailbox_id: int
+    uid: int
+    modseq: int
+    flags: Flag
+    keywords: frozenset[str]
+    internaldate: int  # unix seconds
+    size: int
+    blob_id: int
+    savedate: int = 0
+
+    def has(self, flag: Flag) -> bool:
+        return bool(self.flags & flag)
+
+
+@dataclass(frozen=True)
+class DeliveryTarget:
+    """One copy of a delivery: which mailbox, with which flags."""
+
+    account_id: int
+    mailbox: str = "INBOX"
+    flags: Flag = Flag(0)
+    keywords: frozenset[str] = frozenset()
+    internaldate: int | None = None  # None: now
+    enforce_quota: bool = True
+
+
+@dataclass(frozen=True)
+class Delivered:
+    account_id: int
+    mailbox_id: int
+    uidvalidity: int
+    uid: int
+
+
+@dataclass(frozen=True)
+class DeliveryRefused:
+    account_id: int
+    reason: str
+    quota: bool = False  # the refusal is an over-quota one (a 4xx/5xx choice for callers)
+    missing_mailbox: bool = False
+
+
+DeliveryOutcome = Delivered | DeliveryRefused
+
+
+@dataclass(frozen=True)
+class Change:
+    """What the change feed publishes after a commit; subscribers re-read the store."""
+
+    account_id: int
+    mailbox_id: int
+    modseq: int = 0
+    kinds: frozenset[str] = field(default_factory=frozenset)  # "new", "flags", "expunge", "mailbox"

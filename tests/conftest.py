@@ -1,0 +1,30 @@
+"""Shared test plumbing: async tests without a plugin, and store backends."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+
+import pytest
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run ``async def`` tests on a fresh event loop each."""
+    if inspect.iscoroutinefunction(pyfuncitem.obj):
+        args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+        asyncio.run(pyfuncitem.obj(**args))
+        return True
+    return None
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when an outside program is missing, but fail under CI, where the
+    project's own setup must have installed it."""
+    if not condition:
+        if IN_CI:
+            pytest.fail(f"missing under CI: {reason}")
+        pytest.skip(reason)
