@@ -7,7 +7,7 @@ nonsense simply has no date (None) rather than a guessed one.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 _MONTHS = {
     name: number
@@ -21,7 +21,8 @@ _ZONES = {
     "est": -5, "edt": -4, "cst": -6, "cdt": -5,
     "mst": -7, "mdt": -6, "pst": -8, "pdt": -7,
 }  # fmt: skip
-_TOKEN = re.compile(r"[A-Za-z]+|[+-]\d{1,4}|\d+(?::\d+){0,2}")
+_TOKEN = re.compile(r"[A-Za-z]+|[+-]\d\d:\d\d|[+-]\d{1,4}|\d+(?::\d+){0,2}")
+_NUMERIC_DAY = re.compile(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})")
 _MAX_INPUT = 200
 
 
@@ -50,7 +51,7 @@ def _year(value: int, digits: int) -> int:
 
 def _zone(token: str) -> timezone | None:
     if token[0] in "+-":
-        digits = token[1:].rjust(4, "0")
+        digits = token[1:].replace(":", "").rjust(4, "0")
         minutes = int(digits[:2]) * 60 + int(digits[2:])
         if minutes >= 24 * 60:
             return None
@@ -63,8 +64,13 @@ def parse_date(text: str | None) -> datetime | None:
     """A timezone-aware datetime, or None when no day, month, year and time can be found."""
     if not text:
         return None
-    tokens = _TOKEN.findall(_drop_comments(text[:_MAX_INPUT]))
+    text = _drop_comments(text[:_MAX_INPUT])
     day = month = year = None
+    numeric = _NUMERIC_DAY.search(text)  # "2002/09/14", as some bulk mailers write
+    if numeric:
+        year, month, day = (int(g) for g in numeric.groups())
+        text = text[: numeric.start()] + text[numeric.end() :]
+    tokens = _TOKEN.findall(text)
     clock: list[int] | None = None
     zone: timezone | None = None
     for token in tokens:
@@ -95,6 +101,6 @@ def _build(
     hour, minute, second = (clock or [0, 0, 0])[:3]
     second = min(second, 59)  # RFC 5322 §3.3 allows a leap second; datetime does not
     try:
-        return datetime(year, month, day, hour, minute, second, tzinfo=zone or timezone.utc)
+        return datetime(year, month, day, hour, minute, second, tzinfo=zone or UTC)
     except ValueError:
         return None

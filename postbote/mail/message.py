@@ -14,8 +14,14 @@ from typing import Any
 from postbote.mail.dates import parse_date
 from postbote.mail.encodedwords import decode_words
 from postbote.mail.envelope import Envelope, build_envelope
-from postbote.mail.headers import Address, Fields, decode_names, first, parse_address_list
-from postbote.mail.headers import parse_msg_ids
+from postbote.mail.headers import (
+    Address,
+    Fields,
+    decode_names,
+    first,
+    parse_address_list,
+    parse_msg_ids,
+)
 from postbote.mail.imapview import bodystructure
 from postbote.mail.jsonform import (
     JSON_VERSION,

@@ -103,7 +103,7 @@ def split_params(text: str) -> tuple[str, list[tuple[str, str]]]:
 
 
 def _decode_segments(segments: list[tuple[int, str, bool]]) -> str:
-    """RFC 2231 §3–4: join numbered segments; the first encoded one names the charset."""
+    """RFC 2231 §3-4: join numbered segments; the first encoded one names the charset."""
     segments.sort(key=lambda s: s[0])
     charset: str | None = None
     if segments[0][2]:
