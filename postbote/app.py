@@ -18,15 +18,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 from postbote.accounts.service import AccountService
 from postbote.config import Settings
+from postbote.delivery.service import DeliveryService
 from postbote.listener import ConnectionLimits, Listener
 from postbote.log import event
-from postbote.store import Store, open_store
+from postbote.mail.address import normalize_domain
+from postbote.store import AlreadyExists, Store, open_store
 from postbote.tls import certificate_paths, server_context
 
 log = logging.getLogger("postbote")
 
 # Each module has ``listeners(app) -> list[Listener]``; one per protocol.
-SERVER_MODULES: tuple[str, ...] = ()
+SERVER_MODULES: tuple[str, ...] = ("postbote.smtp.server", "postbote.pop3.server")
 
 DRAIN_GRACE = 30.0
 
@@ -37,6 +39,7 @@ class App:
         self.executor = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="work")
         self.store: Store = open_store(settings.data_path, workers=settings.worker_threads)
         self.accounts = AccountService(self.store, settings.limits)
+        self.delivery = DeliveryService(self.store)
         self.connection_limits = ConnectionLimits(settings.limits.max_connections,
                                                   settings.limits.max_connections_per_ip)
         self.listeners: list[Listener] = []
@@ -49,6 +52,7 @@ class App:
 
     async def start(self) -> None:
         await self.store.open()
+        await self._ensure_domains()
         cert, key = await asyncio.get_running_loop().run_in_executor(
             self.executor, certificate_paths, self.settings)
         self.ssl_context = server_context(cert, key)
@@ -64,6 +68,15 @@ class App:
         for lst in self.listeners:
             for addr, port in zip(lst.addresses, lst.ports):
                 event(log, "listening", service=lst.service, address=f"{addr.host}:{port}")
+
+    async def _ensure_domains(self) -> None:
+        for name in self.settings.domains:
+            domain = normalize_domain(name)
+            if await self.store.get_domain(domain) is None:
+                try:
+                    await self.store.add_domain(domain)
+                except AlreadyExists:
+                    pass  # another process added it meanwhile
 
     async def stop(self, grace: float = DRAIN_GRACE) -> None:
         self.stopping.set()

@@ -19,6 +19,7 @@ from typing import Any
 from postbote import __version__
 from postbote.accounts.passwords import PasswordPolicyError, generate_app_password, hash_password
 from postbote.config import ConfigError, Settings, load_settings
+from postbote.listener import ListenError
 from postbote.mail.address import AddressError, normalize_domain, parse_address
 from postbote.store import Store, StoreError, open_store
 
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"postbote: {exc}", file=sys.stderr)
         return 2
-    except (CliError, StoreError, AddressError) as exc:
+    except (CliError, StoreError, AddressError, ListenError) as exc:
         print(f"postbote: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -119,6 +119,9 @@ class LogSettings:
 @dataclass(frozen=True)
 class Settings:
     hostname: str = "localhost"
+    # Domains to receive mail for, added at start if missing (more can be
+    # added with 'postbote domain add').
+    domains: tuple[str, ...] = ("localhost",)
     data_dir: str = "var"
     # Executor threads for blocking work (SQLite, fsync, argon2, parsing).
     worker_threads: int = _opt(8, lo=1, hi=256)
@@ -145,9 +148,21 @@ def load_settings(path: str | Path | None, *, data_dir: str | None = None) -> Se
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
     settings = _build(Settings, raw, "")
+    _check_names(settings)
     if data_dir is not None:
         settings = dataclasses.replace(settings, data_dir=data_dir)
     return settings
+
+
+def _check_names(settings: Settings) -> None:
+    from postbote.mail.address import AddressError, normalize_domain
+
+    for key, names in (("hostname", [settings.hostname]), ("domains", settings.domains)):
+        for name in names:
+            try:
+                normalize_domain(name)
+            except AddressError:
+                raise ConfigError(f"config: {key} must be domain names like \"mail.example.com\", got {name!r}") from None
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:

@@ -37,6 +37,9 @@ class Connection:
     local_port: int
     implicit_tls: bool
     started: float = field(default_factory=time.monotonic)
+    # Set by the session: called when the server drains, so an idle session can
+    # say goodbye at once and a busy one after its current transaction.
+    on_stop: Callable[[], None] | None = None
 
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, Connection], Awaitable[None]]
@@ -75,7 +78,7 @@ class Listener:
         self.busy_reply = busy_reply
         self.ssl_context = ssl_context
         self.servers: list[asyncio.base_events.Server] = []
-        self.sessions: set[asyncio.Task] = set()
+        self.sessions: dict[asyncio.Task, Connection] = {}
 
     @property
     def ports(self) -> list[int]:
@@ -103,7 +106,7 @@ class Listener:
             return
         task = asyncio.current_task()
         assert task is not None
-        self.sessions.add(task)
+        self.sessions[task] = conn
         event(log, "connect", session=conn.id, service=self.service, ip=conn.peer_ip, port=conn.peer_port)
         try:
             await self.handler(reader, writer, conn)
@@ -114,7 +117,7 @@ class Listener:
         except Exception:
             log.exception("session crashed", extra={"fields": {"session": conn.id}})
         finally:
-            self.sessions.discard(task)
+            self.sessions.pop(task, None)
             self.limits.release(conn.peer_ip)
             writer.close()
             event(log, "disconnect", session=conn.id, seconds=round(time.monotonic() - conn.started, 3))
@@ -125,6 +128,9 @@ class Listener:
 
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for sessions to end, then cancel the rest."""
+        for conn in list(self.sessions.values()):
+            if conn.on_stop is not None:
+                conn.on_stop()
         if self.sessions:
             _, pending = await asyncio.wait(set(self.sessions), timeout=grace)
             for task in pending:

@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 declare -A NEED=(
     [node]=nodejs
     [npm]=npm
+    [swaks]=swaks
+    [fetchmail]=fetchmail
+    [getmail]=getmail6
 )
 
 missing=()

@@ -28,3 +28,13 @@ def require(condition: bool, reason: str) -> None:
         if IN_CI:
             pytest.fail(f"missing under CI: {reason}")
         pytest.skip(reason)
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A running postbote with every service on a free loopback port."""
+    from tests.harness import RunningServer, server_settings
+
+    srv = RunningServer(server_settings(tmp_path / "data")).start()
+    yield srv
+    srv.stop()

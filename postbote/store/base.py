@@ -32,6 +32,8 @@ from .types import (
     Mailbox,
     MailboxStatus,
     Message,
+    OutboundEntry,
+    OutboundMessage,
 )
 
 
@@ -142,13 +144,15 @@ class Store(abc.ABC):
 
     # -- messages --------------------------------------------------------------
     @abc.abstractmethod
-    async def deliver(self, source: bytes | Path, targets: Sequence[DeliveryTarget]) -> list[DeliveryOutcome]:
-        """Store one message for several mailboxes; durable when it returns.
+    async def deliver(self, source: bytes | Path, targets: Sequence[DeliveryTarget],
+                      outbound: OutboundMessage | None = None) -> list[DeliveryOutcome]:
+        """Store one message for several mailboxes and the outbound queue; durable when it returns.
 
         ``source`` is the message bytes, or a spool file on the data folder's
         file system (linked into the blob store, never copied). One outcome per
         target, in order; a target may be refused (quota, missing mailbox)
-        while the others are delivered.
+        while the others are delivered. ``outbound`` recipients are queued in
+        the same transaction, one queue entry per destination domain.
         """
 
     @abc.abstractmethod
@@ -208,6 +212,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def changes_since(self, mailbox_id: int, modseq: int) -> tuple[list[Message], list[int]]:
         """Messages changed after ``modseq`` and UIDs expunged after it."""
+
+    @abc.abstractmethod
+    async def list_outbound(self) -> list[OutboundEntry]:
+        """Queue entries with recipients still pending, oldest first."""
 
     # -- maintenance -----------------------------------------------------------
     @abc.abstractmethod

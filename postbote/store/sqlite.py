@@ -46,6 +46,8 @@ from .types import (
     MailboxStatus,
     Message,
     NotFound,
+    OutboundEntry,
+    OutboundMessage,
     QuotaExceeded,
     StoreError,
 )
@@ -92,6 +94,7 @@ class _DeliveryJob:
     parsed: dict
     summary: dict
     targets: Sequence[DeliveryTarget]
+    outbound: OutboundMessage | None = None
 
 
 def parse_for_store(raw: bytes) -> tuple[dict, dict]:
@@ -477,7 +480,8 @@ class SqliteDb:
         return row[0]
 
     # -- delivery --------------------------------------------------------------
-    def prepare_delivery(self, source: bytes | Path, targets: Sequence[DeliveryTarget]) -> _DeliveryJob:
+    def prepare_delivery(self, source: bytes | Path, targets: Sequence[DeliveryTarget],
+                         outbound: OutboundMessage | None = None) -> _DeliveryJob:
         """The part of a delivery that needs no lock: stage the bytes, parse once."""
         if isinstance(source, Path):
             staged = self.blobs.stage_file(source)
@@ -486,7 +490,7 @@ class SqliteDb:
             staged = self.blobs.stage(source)
             raw = source
         parsed, summary = parse_for_store(raw)
-        return _DeliveryJob(staged, parsed, summary, targets)
+        return _DeliveryJob(staged, parsed, summary, targets, outbound)
 
     def commit_deliveries(self, jobs: list[_DeliveryJob]) -> list[list[DeliveryOutcome] | BaseException]:
         """One transaction (one WAL fsync) for many deliveries: the group commit."""
@@ -552,7 +556,32 @@ class SqliteDb:
                 t.internaldate if t.internaldate is not None else now, now)
             outcomes.append(Delivered(t.account_id, mb[0], uidvalidity, uid))
             changes.append(Change(t.account_id, mb[0], modseq, frozenset({"new"})))
+        if job.outbound is not None and job.outbound.recipients:
+            self._enqueue(conn, blob_id, job.outbound, now)
         return outcomes
+
+    def _enqueue(self, conn: sqlite3.Connection, blob_id: int, msg: OutboundMessage, now: int) -> None:
+        by_domain: dict[str, list] = {}
+        for r in msg.recipients:
+            by_domain.setdefault(r.address.rpartition("@")[2].lower(), []).append(r)
+        for domain, rcpts in sorted(by_domain.items()):
+            entry_id = conn.execute(
+                "INSERT INTO outbound(queue_id, blob_id, sender, domain, envid, ret, smtputf8, body, created,"
+                " next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (msg.queue_id, blob_id, msg.sender, domain, msg.envid, msg.ret, int(msg.smtputf8), msg.body,
+                 now, now)).lastrowid
+            conn.executemany("INSERT OR IGNORE INTO outbound_rcpt(entry_id, address, orcpt, notify) VALUES (?, ?, ?, ?)",
+                             [(entry_id, r.address, r.orcpt, r.notify) for r in rcpts])
+            conn.execute("UPDATE blobs SET refcount = refcount + 1 WHERE id = ?", (blob_id,))
+
+    def list_outbound(self) -> list[OutboundEntry]:
+        rows = self._read().execute(
+            "SELECT o.id, o.queue_id, o.blob_id, o.sender, o.domain, group_concat(r.address, ' '), o.created,"
+            " o.next_attempt, o.attempts, o.held, o.last_reply FROM outbound o"
+            " JOIN outbound_rcpt r ON r.entry_id = o.id AND r.status = 'pending'"
+            " GROUP BY o.id ORDER BY o.created, o.id").fetchall()
+        return [OutboundEntry(r[0], r[1], r[2], r[3], r[4], tuple(sorted(r[5].split())), r[6], r[7], r[8],
+                              bool(r[9]), r[10]) for r in rows]
 
     def _insert_message(self, conn: sqlite3.Connection, mailbox_id: int, account_id: int, blob_id: int,
                         size: int, flags: Flag, keywords: frozenset[str], internaldate: int,
@@ -829,8 +858,9 @@ class SqliteStore(Store):
         if self._own_executor:
             self._executor.shutdown(wait=True)
 
-    async def deliver(self, source: bytes | Path, targets: Sequence[DeliveryTarget]) -> list[DeliveryOutcome]:
-        job = await self._run(self.db.prepare_delivery, source, targets)
+    async def deliver(self, source: bytes | Path, targets: Sequence[DeliveryTarget],
+                      outbound: OutboundMessage | None = None) -> list[DeliveryOutcome]:
+        job = await self._run(self.db.prepare_delivery, source, targets, outbound)
         return await self._commits.submit(job)
 
     async def append(self, account_id: int, mailbox: str, raw: bytes, flags: Flag = Flag(0),
@@ -889,5 +919,6 @@ class SqliteStore(Store):
     copy_messages = _offloaded(SqliteDb.copy_messages)
     move_messages = _offloaded(SqliteDb.move_messages)
     changes_since = _offloaded(SqliteDb.changes_since)
+    list_outbound = _offloaded(SqliteDb.list_outbound)
     collect_garbage = _offloaded(SqliteDb.collect_garbage)
     sweep_orphans = _offloaded(SqliteDb.sweep_orphans)

@@ -184,3 +184,40 @@ class Change:
     mailbox_id: int
     modseq: int = 0
     kinds: frozenset[str] = field(default_factory=frozenset)  # "new", "flags", "expunge", "mailbox"
+
+
+@dataclass(frozen=True)
+class OutboundRecipient:
+    address: str
+    notify: str | None = None  # RFC 3461 NOTIFY, e.g. "SUCCESS,FAILURE"
+    orcpt: str | None = None  # RFC 3461 ORCPT, "rfc822;addr"
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """What the outbound queue needs besides the bytes: the envelope and DSN wishes."""
+
+    queue_id: str
+    sender: str
+    recipients: tuple[OutboundRecipient, ...]
+    envid: str | None = None
+    ret: str | None = None
+    smtputf8: bool = False
+    body: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboundEntry:
+    """One queue entry: a message for one destination domain."""
+
+    id: int
+    queue_id: str
+    blob_id: int
+    sender: str
+    domain: str
+    recipients: tuple[str, ...]
+    created: int
+    next_attempt: int
+    attempts: int
+    held: bool
+    last_reply: str

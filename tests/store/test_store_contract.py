@@ -314,3 +314,25 @@ async def test_app_passwords_and_aliases(make_store):
         assert await store.alias_targets("info@example.com") == ["alice@example.com", "bob@example.org"]
         await store.delete_alias("info@example.com", "bob@example.org")
         assert await store.alias_targets("info@example.com") == ["alice@example.com"]
+
+
+async def test_outbound_recipients_are_queued_per_domain_with_the_delivery(make_store):
+    from postbote.store import OutboundMessage, OutboundRecipient
+
+    async with make_store() as store:
+        acct = await account(store)
+        out = OutboundMessage("Q1", "alice@example.com", (
+            OutboundRecipient("x@remote.example", notify="FAILURE"), OutboundRecipient("y@remote.example"),
+            OutboundRecipient("z@other.example")), envid="E1", ret="HDRS")
+        [local] = await store.deliver(message(), [DeliveryTarget(acct.id)], outbound=out)
+        assert isinstance(local, Delivered)
+        entries = await store.list_outbound()
+        assert [(e.domain, e.recipients) for e in entries] == [
+            ("other.example", ("z@other.example",)), ("remote.example", ("x@remote.example", "y@remote.example"))]
+        assert {e.queue_id for e in entries} == {"Q1"}
+        # The queue holds its own reference to the blob: expunging the local copy keeps it.
+        box = await inbox(store, acct)
+        await store.store_flags(box.id, [1], FlagMode.ADD, Flag.DELETED)
+        await store.expunge(box.id)
+        assert await store.collect_garbage() == 0
+        assert await store.read_blob(entries[0].blob_id) == message()

@@ -1,0 +1,128 @@
+"""The postbote command as a user meets it: serve, admin commands, errors."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SERVICES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def postbote(*args: str, stdin: str = "", data: Path | None = None) -> subprocess.CompletedProcess:
+    extra = ["--data-dir", str(data)] if data else []
+    return subprocess.run([sys.executable, "-m", "postbote", *extra, *args], input=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+def write_config(tmp_path: Path, ports: dict[str, int]) -> Path:
+    lines = [f'data_dir = "{tmp_path / "data"}"', "[listen]"]
+    lines += [f'{name} = ["127.0.0.1:{port}"]' for name, port in ports.items()]
+    path = tmp_path / "postbote.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def start_serve(config: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "postbote", "--config", str(config), "serve"],
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if "msg=ready" in line:
+            return proc
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError("server did not become ready")
+
+
+def test_domain_user_alias_commands_round_trip(tmp_path):
+    data = tmp_path / "data"
+    assert postbote("domain", "add", "Example.COM", data=data).returncode == 0
+    assert postbote("domain", "list", data=data).stdout.split() == ["example.com"]
+    r = postbote("user", "add", "Alice@example.com", "--password-stdin", stdin="long-password\n", data=data)
+    assert r.returncode == 0, r.stderr
+    assert postbote("user", "list", data=data).stdout.startswith("alice@example.com")
+    assert postbote("alias", "add", "@example.com", "alice@example.com", data=data).returncode == 0
+    assert "@example.com\talice@example.com" in postbote("alias", "list", data=data).stdout
+    out = postbote("mailbox", "list", "alice@example.com", data=data).stdout
+    assert "INBOX\tmessages=0" in out and "\\Sent" in out
+    assert postbote("user", "passwd", "alice@example.com", "--password-stdin", stdin="another-password\n",
+                    data=data).returncode == 0
+    assert postbote("user", "quota", "alice@example.com", "2G", data=data).returncode == 0
+    assert "quota=2147483648" in postbote("user", "list", data=data).stdout
+
+
+@pytest.mark.parametrize("args, stdin, message", [
+    (("user", "add", "not-an-address", "--password-stdin"), "long-password\n", "invalid address"),
+    (("user", "add", "bob@nowhere.example", "--password-stdin"), "long-password\n", "no domain nowhere.example"),
+    (("user", "add", "bob@localhost", "--password-stdin"), "short\n", "password too short"),
+    (("user", "del", "ghost@localhost"), "", "no account ghost@localhost"),
+    (("domain", "add", "bad domain"), "", "invalid domain"),
+    (("alias", "add", "x@localhost", "not an address"), "", "invalid address"),
+    (("user", "quota", "a@localhost", "lots"), "", "invalid size"),
+])
+def test_cli_errors_are_one_clear_line(tmp_path, args, stdin, message):
+    data = tmp_path / "data"
+    postbote("domain", "add", "localhost", data=data)
+    r = postbote(*args, stdin=stdin, data=data)
+    assert r.returncode == 1
+    assert message in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_every_command_has_help():
+    for args in [(), ("serve",), ("domain", "add"), ("user", "add"), ("alias", "del"), ("mailbox", "list")]:
+        r = postbote(*args, "--help")
+        assert r.returncode == 0 and "usage: postbote" in r.stdout
+
+
+def test_unwritable_data_folder_is_one_clear_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = postbote("domain", "add", "example.com", data=blocker / "data")
+    assert r.returncode == 1 and "not writable" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_serve_accepts_admin_commands_while_running_and_stops_on_sigterm(tmp_path):
+    ports = {name: free_port() for name in SERVICES}
+    config = write_config(tmp_path, ports)
+    proc = start_serve(config)
+    try:
+        assert (tmp_path / "data" / "tls" / "cert.pem").exists()  # self-signed, made on first start
+        r = subprocess.run([sys.executable, "-m", "postbote", "--config", str(config), "user", "add",
+                            "alice@localhost", "--password-stdin"], input="long-password\n",
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "msg=stopped" in err and "Traceback" not in err
+
+
+def test_serve_refuses_to_start_when_a_port_is_taken(tmp_path):
+    ports = {name: free_port() for name in SERVICES}
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", ports["smtp"]))
+        blocker.listen()
+        config = write_config(tmp_path, ports)
+        r = subprocess.run([sys.executable, "-m", "postbote", "--config", str(config), "serve"],
+                           capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{ports['smtp']} for smtp: address already in use" in r.stderr
+    assert "Traceback" not in r.stderr
+
