@@ -32,7 +32,7 @@ from postbote.store.sqlite import SqliteStore
 
 DOMAIN = "bench.test"
 PASSWORD = "bench password 1234"
-SIZES = (4 * 1024, 100 * 1024)
+SIZES = (4 * 1024, 64 * 1024)
 
 
 def make_message(account: int, n: int, size: int) -> bytes:
@@ -195,7 +195,7 @@ def stop(proc: subprocess.Popen) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--messages", type=int, default=200, help="messages per account")
+    parser.add_argument("--messages", type=int, default=300, help="messages per account")
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args()
     password_hash = hash_password(PASSWORD)

@@ -19,6 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from postbote.accounts.service import AccountService
 from postbote.config import Settings
 from postbote.delivery.service import DeliveryService
+from postbote.dns import Resolver
+from postbote.filters.pipeline import MessageFilter
+from postbote.filters.submission import SubmissionHeaders
 from postbote.listener import ConnectionLimits, Listener
 from postbote.log import event
 from postbote.mail.address import normalize_domain
@@ -33,6 +36,13 @@ SERVER_MODULES: tuple[str, ...] = ("postbote.smtp.server", "postbote.pop3.server
 DRAIN_GRACE = 30.0
 
 
+def build_filters(app: "App") -> list[MessageFilter]:
+    """The filter pipeline, in order (see postbote/filters/pipeline.py)."""
+    return [
+        SubmissionHeaders(app.settings.hostname),
+    ]
+
+
 class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -40,6 +50,8 @@ class App:
         self.store: Store = open_store(settings.data_path, workers=settings.worker_threads)
         self.accounts = AccountService(self.store, settings.limits)
         self.delivery = DeliveryService(self.store)
+        self.resolver = Resolver(settings.dns)
+        self.filters: list[MessageFilter] = build_filters(self)
         self.connection_limits = ConnectionLimits(settings.limits.max_connections,
                                                   settings.limits.max_connections_per_ip)
         self.listeners: list[Listener] = []

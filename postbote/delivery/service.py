@@ -79,8 +79,8 @@ class DeliveryService:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def deliver(self, envelope: Envelope, source: bytes | Path,
-                      enforce_quota: bool = True) -> list[RecipientOutcome]:
+    async def deliver(self, envelope: Envelope, source: bytes | Path, enforce_quota: bool = True,
+                      mailbox: str = "INBOX") -> list[RecipientOutcome]:
         """Durably store the message for every recipient, then say how each fared.
 
         SMTP checks quotas at RCPT and passes ``enforce_quota=False``: a message
@@ -91,7 +91,7 @@ class DeliveryService:
         outbound = self._outbound(envelope)
         started = time.monotonic()
         try:
-            outcomes = await self.store.deliver(source, [DeliveryTarget(a, enforce_quota=enforce_quota) for a in account_ids], outbound)
+            outcomes = await self.store.deliver(source, [DeliveryTarget(a, mailbox, enforce_quota=enforce_quota) for a in account_ids], outbound)
         except StoreError as exc:
             event(log, "delivery failed", logging.WARNING, queue_id=envelope.queue_id, error=str(exc))
             return [TempFailure(r.address, str(exc)) for r in envelope.recipients]

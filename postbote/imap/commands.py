@@ -166,37 +166,12 @@ FETCH_MACROS: dict[str, tuple[FetchItem, ...]] = {
 # --- search keys (RFC 9051 §6.4.4, RFC 3501 §6.4.4, RFC 7162, RFC 5032, RFC 8514, RFC 8474) ---
 
 FLAG_SEARCH_KEYS = frozenset(
-    {
-        "ALL",
-        "ANSWERED",
-        "DELETED",
-        "DRAFT",
-        "FLAGGED",
-        "NEW",
-        "OLD",
-        "RECENT",
-        "SEEN",
-        "UNANSWERED",
-        "UNDELETED",
-        "UNDRAFT",
-        "UNFLAGGED",
-        "UNSEEN",
-        "SAVEDATESUPPORTED",
-    }
+    "ALL ANSWERED DELETED DRAFT FLAGGED NEW OLD RECENT SEEN UNANSWERED UNDELETED UNDRAFT "
+    "UNFLAGGED UNSEEN SAVEDATESUPPORTED".split()
 )
 TEXT_SEARCH_KEYS = frozenset({"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"})
 DATE_SEARCH_KEYS = frozenset(
-    {
-        "BEFORE",
-        "ON",
-        "SINCE",
-        "SENTBEFORE",
-        "SENTON",
-        "SENTSINCE",
-        "SAVEDBEFORE",
-        "SAVEDON",
-        "SAVEDSINCE",
-    }
+    "BEFORE ON SINCE SENTBEFORE SENTON SENTSINCE SAVEDBEFORE SAVEDON SAVEDSINCE".split()
 )
 
 
@@ -324,7 +299,7 @@ SearchKey = Union[
 
 @dataclass(frozen=True)
 class SortCriterion:
-    """One sort key (RFC 5256 §3, RFC 5957 DISPLAYFROM/DISPLAYTO), possibly REVERSE."""
+    """One sort key (RFC 5256, RFC 5957 DISPLAYFROM/DISPLAYTO), possibly REVERSE."""
 
     key: str
     reverse: bool = False
@@ -332,7 +307,7 @@ class SortCriterion:
 
 @dataclass(frozen=True)
 class QresyncParams:
-    """SELECT/EXAMINE (QRESYNC (uidvalidity modseq [known-uids] [(seqs uids)])) (RFC 7162 §3.2.5)."""
+    """SELECT (QRESYNC (uidvalidity modseq [known-uids] [(seqs uids)])), RFC 7162 §3.2.5."""
 
     uidvalidity: int
     modseq: int
@@ -349,7 +324,7 @@ class AppendMessage:
     flags: tuple[str, ...] = ()
     date: dt.datetime | None = None
     binary: bool = False  # sent as literal8 ~{n} (RFC 3516): may hold NUL and 8-bit content
-    utf8: bool = False  # wrapped as UTF8 (~{n}) (RFC 6855 §4)
+    utf8: bool = False  # wrapped as UTF8 (~{n}) (RFC 6855)
 
 
 # --- the commands ------------------------------------------------------------------------
@@ -428,7 +403,7 @@ class Examine(_OpenMailbox):
 
 @dataclass(frozen=True)
 class Create:
-    """CREATE mailbox [(USE (\\Drafts ...))] (RFC 6154 §3)."""
+    """CREATE mailbox [(USE (\\Drafts ...))] (RFC 6154)."""
 
     tag: str
     mailbox: str

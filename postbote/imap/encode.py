@@ -20,13 +20,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from postbote.imap import commands as c
 from postbote.imap.sequence import SequenceSet
 from postbote.imap.utf7 import encode_mutf7
 
+T = TypeVar("T")
 CRLF = b"\r\n"
 MAX_QUOTED = 1024  # longer strings go out as literals, which every client handles
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -73,7 +75,7 @@ class StreamedLiteral:
 
 @dataclass(frozen=True)
 class ThreadNode:
-    """A message in a THREAD response (RFC 5256 §4); number None is a dummy parent."""
+    """A message in a THREAD response (RFC 5256); number None is a dummy parent."""
 
     number: int | None
     children: tuple[ThreadNode, ...] = ()
@@ -289,7 +291,7 @@ def code_capability(capabilities: Iterable[str]) -> ResponseCode:
 
 
 def code_appenduid(uidvalidity: int, uids: SequenceSet | int | Iterable[int]) -> ResponseCode:
-    """RFC 4315 §3: APPENDUID uidvalidity uid-set (a set after MULTIAPPEND)."""
+    """RFC 4315: APPENDUID uidvalidity uid-set (a set after MULTIAPPEND)."""
     return ResponseCode("APPENDUID", (uidvalidity, _set(uids)))
 
 
@@ -298,12 +300,12 @@ def code_copyuid(
     source: SequenceSet | Iterable[int],
     destination: SequenceSet | Iterable[int],
 ) -> ResponseCode:
-    """RFC 4315 §3: COPYUID; the two sets pair up in order, so pass them in matching order."""
+    """RFC 4315: COPYUID; the two sets pair up in order, so pass them in matching order."""
     return ResponseCode("COPYUID", (uidvalidity, _set(source), _set(destination)))
 
 
 def code_modified(numbers: SequenceSet | Iterable[int]) -> ResponseCode:
-    """RFC 7162 §3.1.3: MODIFIED set, after a conditional STORE."""
+    """RFC 7162: MODIFIED set, after a conditional STORE."""
     return ResponseCode("MODIFIED", (_set(numbers),))
 
 
@@ -313,7 +315,7 @@ def code_badcharset(charsets: Iterable[str] = ()) -> ResponseCode:
 
 
 def code_mailboxid(object_id: str) -> ResponseCode:
-    """RFC 8474 §4.1."""
+    """RFC 8474."""
     return ResponseCode("MAILBOXID", ((Atom(object_id),),))
 
 
@@ -422,7 +424,7 @@ def capability(capabilities: Iterable[str]) -> bytes:
 
 
 def enabled(capabilities: Iterable[str]) -> bytes:
-    """RFC 5161 §3.2; with nothing newly enabled it is a bare `* ENABLED`."""
+    """RFC 5161; with nothing newly enabled it is a bare `* ENABLED`."""
     return _untagged_data(Atom("ENABLED"), *(Atom(name) for name in capabilities))
 
 
@@ -460,7 +462,7 @@ def list_response(
 ) -> bytes:
     """`* LIST (\\HasNoChildren) "/" "name" [("CHILDINFO" ("SUBSCRIBED") "OLDNAME" ("old"))]`.
 
-    RFC 5258 §3.5 CHILDINFO and RFC 9051 §7.3.1 OLDNAME are the extended data items.
+    RFC 5258 CHILDINFO and RFC 9051 §7.3.1 OLDNAME are the extended data items.
     """
     extended: list[object] = []
     if childinfo:
@@ -504,7 +506,7 @@ def search(numbers: Iterable[int], *, modseq: int | None = None) -> bytes:
 
 
 def sort(numbers: Iterable[int], *, modseq: int | None = None) -> bytes:
-    """`* SORT 2 84 882` (RFC 5256 §4)."""
+    """`* SORT 2 84 882` (RFC 5256)."""
     return b"* SORT" + search(numbers, modseq=modseq)[len(b"* SEARCH") :]
 
 
@@ -518,7 +520,7 @@ def esearch(
     all: SequenceSet | Iterable[int] | None = None,
     modseq: int | None = None,
 ) -> bytes:
-    """RFC 4731 §3.1: `* ESEARCH (TAG "A1") UID MIN 2 MAX 9 COUNT 5 ALL 2:4,9`."""
+    """RFC 4731: `* ESEARCH (TAG "A1") UID MIN 2 MAX 9 COUNT 5 ALL 2:4,9`."""
     writer = _Writer(False)
     writer.raw(b"* ESEARCH")
     if tag is not None:
@@ -538,30 +540,35 @@ def esearch(
     return writer.getvalue()
 
 
-def _thread_chain(node: ThreadNode, out: list[str]) -> None:
-    """One thread member and its descendants: a chain while single, groups at a branch."""
-    if node.number is not None:
-        out.append(str(node.number))
-    if len(node.children) == 1:
-        if node.number is not None:
-            out.append(" ")
-        _thread_chain(node.children[0], out)
-    elif node.children:
-        if node.number is not None:
-            out.append(" ")
-        for child in node.children:
-            out.append("(")
-            _thread_chain(child, out)
-            out.append(")")
+def _thread_text(root: ThreadNode, out: list[str]) -> None:
+    """One thread: members in a chain while each has one reply, a group per branch.
+
+    Iterative, because a reply chain on a busy list can be thousands of messages deep.
+    """
+    stack: list[ThreadNode | str] = [")", root, "("]  # popped from the end
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item)
+            continue
+        node = item
+        while True:
+            if node.number is not None:
+                out.append(str(node.number))
+                if node.children:
+                    out.append(" ")
+            if len(node.children) != 1:
+                break
+            node = node.children[0]
+        for child in reversed(node.children):
+            stack += [")", child, "("]
 
 
 def thread(threads: Iterable[ThreadNode]) -> bytes:
-    """RFC 5256 §4: `* THREAD (2)(3 6 (4 23)(44 7 96))`."""
+    """RFC 5256: `* THREAD (2)(3 6 (4 23)(44 7 96))`."""
     out: list[str] = []
     for root in threads:
-        out.append("(")
-        _thread_chain(root, out)
-        out.append(")")
+        _thread_text(root, out)
     body = "".join(out)
     return b"* THREAD" + (b" " + body.encode("ascii") if body else b"") + CRLF
 
@@ -569,16 +576,18 @@ def thread(threads: Iterable[ThreadNode]) -> bytes:
 def _fetch_value(name: str, value: object) -> object:
     """Conventions by item name, so callers pass plain values (flags as str, MODSEQ as int)."""
     upper = name.upper()
-    if upper == "FLAGS" and value is not None:
-        return tuple(Atom(flag) for flag in value)  # type: ignore[union-attr]
+    if upper == "FLAGS" and isinstance(value, (list, tuple, set, frozenset)):
+        return tuple(Atom(flag) for flag in value)
     if upper == "MODSEQ" and isinstance(value, int):
-        return (value,)  # RFC 7162 §3.1.4.1: MODSEQ (n)
+        return (value,)  # RFC 7162: MODSEQ (n)
     if upper in ("EMAILID", "THREADID") and isinstance(value, str):
-        return (Atom(value),)  # RFC 8474 §5
+        return (Atom(value),)  # RFC 8474
     return value
 
 
-def iter_fetch(seq: int, items: Iterable[tuple[str, object]], *, utf8: bool = False) -> Iterator[bytes]:
+def iter_fetch(
+    seq: int, items: Iterable[tuple[str, object]], *, utf8: bool = False
+) -> Iterator[bytes]:
     """`* seq FETCH (name value ...)` in chunks; StreamedLiteral bodies are streamed."""
     writer = _Writer(utf8)
     writer.raw(b"* %d FETCH (" % seq)
@@ -610,7 +619,9 @@ def namespace(
             return None
         return tuple((Mailbox(prefix), delimiter) for prefix, delimiter in entries)
 
-    return _untagged_data(Atom("NAMESPACE"), group(personal), group(other), group(shared), utf8=utf8)
+    return _untagged_data(
+        Atom("NAMESPACE"), group(personal), group(other), group(shared), utf8=utf8
+    )
 
 
 def id_response(params: Mapping[str, str | None] | None) -> bytes:
@@ -624,7 +635,7 @@ def id_response(params: Mapping[str, str | None] | None) -> bytes:
 
 
 def quota(root: str, resources: Iterable[tuple[str, int, int]]) -> bytes:
-    """RFC 9208 §5.1: `* QUOTA "" (STORAGE 10 512)` (usage then limit)."""
+    """RFC 9208: `* QUOTA "" (STORAGE 10 512)` (usage then limit)."""
     flat: list[object] = []
     for name, usage, limit in resources:
         flat += [Atom(name), usage, limit]
@@ -632,14 +643,14 @@ def quota(root: str, resources: Iterable[tuple[str, int, int]]) -> bytes:
 
 
 def quotaroot(mailbox: str, roots: Iterable[str], *, utf8: bool = False) -> bytes:
-    """RFC 9208 §5.2: `* QUOTAROOT "INBOX" ""`."""
+    """RFC 9208: `* QUOTAROOT "INBOX" ""`."""
     return _untagged_data(Atom("QUOTAROOT"), Mailbox(mailbox), *roots, utf8=utf8)
 
 
 def metadata(
     mailbox: str, entries: Iterable[tuple[str, bytes | str | None]], *, utf8: bool = False
 ) -> bytes:
-    """RFC 5464 §4.4: `* METADATA "INBOX" (/private/comment "text")`."""
+    """RFC 5464: `* METADATA "INBOX" (/private/comment "text")`."""
     writer = _Writer(utf8)
     writer.raw(b"* METADATA ")
     writer.value(Mailbox(mailbox))
@@ -654,7 +665,7 @@ def metadata(
     return writer.getvalue()
 
 
-# --- the client side: commands to bytes -----------------------------------------------------------
+# --- the client side: commands to bytes ----------------------------------------------------------
 
 
 class _CommandWriter(_Writer):
@@ -715,12 +726,12 @@ class _CommandWriter(_Writer):
     def sp(self) -> None:
         self.raw(b" ")
 
-    def parens(self, items: Iterable[object], write: object = None) -> None:
+    def parens(self, items: Iterable[T], write: Callable[[T], None]) -> None:
         self.raw(b"(")
         for index, item in enumerate(items):
             if index:
                 self.raw(b" ")
-            (write or self.text)(item)  # type: ignore[operator]
+            write(item)
         self.raw(b")")
 
 
@@ -789,8 +800,8 @@ def fetch_item_text(item: c.FetchItem) -> str:
         case c.FetchBody(section=section, partial=partial, peek=peek):
             return ("BODY.PEEK[" if peek else "BODY[") + section.spec() + "]" + _partial(partial)
         case c.FetchBinary(part=part, partial=partial, peek=peek):
-            name = "BINARY.PEEK[" if peek else "BINARY["
-            return name + ".".join(map(str, part)) + "]" + _partial(partial)
+            opening = "BINARY.PEEK[" if peek else "BINARY["
+            return opening + ".".join(map(str, part)) + "]" + _partial(partial)
         case c.FetchBinarySize(part=part):
             return "BINARY.SIZE[" + ".".join(map(str, part)) + "]"
         case c.FetchPreview(lazy=lazy):
@@ -1040,7 +1051,7 @@ _SIMPLE_NAMES: dict[type, str] = {
     c.GetQuotaRoot: "GETQUOTAROOT",
 }
 
-_COMMAND_WRITERS: dict[type, object] = {
+_COMMAND_WRITERS: dict[type, Callable[..., None]] = {
     c.Select: _write_select,
     c.Examine: _write_select,
     c.List: _write_list,

@@ -21,7 +21,7 @@ bare LF. `max_line` bounds the text of one command without its literals and is e
 bytes arrive: an overlong line is answered at once and then discarded up to its end without
 being buffered. A literal is refused when announced if it is larger than `max_literal`, or
 would take the command's literals past `max_command`, or is a non-synchronizing literal
-above 4096 octets under LITERAL- (RFC 7888 §5): `ParseError(code="TOOBIG")`. A refused
+above 4096 octets under LITERAL- (RFC 7888): `ParseError(code="TOOBIG")`. A refused
 synchronizing literal is never sent by the client (it waits for "+"); a refused
 non-synchronizing one is read and thrown away as it arrives, never buffered, and the
 connection stays usable (the adapter may close it instead). Before asking for a
@@ -47,7 +47,7 @@ from postbote.imap.utf7 import Mutf7Error, decode_mutf7
 
 DEFAULT_MAX_LINE = 64 * 1024
 DEFAULT_MAX_LITERAL = 64 * 1024 * 1024
-LITERAL_MINUS_MAX = 4096  # RFC 7888 §5
+LITERAL_MINUS_MAX = 4096  # RFC 7888
 MAX_SEARCH_DEPTH = 64  # NOT/OR/() nesting; deeper is refused rather than recursed into
 _PREVALIDATE_MAX = 8192  # longer commands are checked only once complete (bounds rework)
 _MAX_NUMBER = 0xFFFFFFFF
@@ -126,10 +126,10 @@ _BASE64 = re.compile(rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]
 _BASE64_CHARS = re.compile(rb"[A-Za-z0-9+/=]+")
 _FETCH_NAME = re.compile(rb"[A-Za-z0-9.]+")
 _SECTION_WORD = re.compile(rb"[A-Za-z][A-Za-z.]*")
-_OBJECT_ID = re.compile(rb"[A-Za-z0-9_-]{1,255}")  # RFC 8474 §5.1
+_OBJECT_ID = re.compile(rb"[A-Za-z0-9_-]{1,255}")  # RFC 8474
 _QUOTE_OR_BACKSLASH = re.compile(rb'["\\]')
 
-_SP, _LPAREN, _RPAREN, _DQUOTE = 0x20, 0x28, 0x29, 0x22
+_SP, _LPAREN, _RPAREN, _DQUOTE, _DOT = 0x20, 0x28, 0x29, 0x22, 0x2E
 _LBRACE, _TILDE, _LBRACKET, _RBRACKET = 0x7B, 0x7E, 0x5B, 0x5D
 
 # --- dates (RFC 9051 §9 date, date-time) ----------------------------------------------------
@@ -208,8 +208,10 @@ class _Cursor:
         self._index, self.pos = mark
         self._line = self._lines[self._index]
 
-    def peek(self) -> int:
-        return self._line[self.pos] if self.pos < len(self._line) else -1
+    def peek(self, ahead: int = 0) -> int:
+        """The byte `ahead` places on in this line, -1 past its end."""
+        index = self.pos + ahead
+        return self._line[index] if index < len(self._line) else -1
 
     def at_end(self) -> bool:
         return self.pos >= len(self._line) and self._index == len(self._lines) - 1
@@ -265,19 +267,8 @@ def _decode_charset(raw: bytes, charset: str | None) -> str:
 _LIST_SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
 _LIST_RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "MYRIGHTS"})
 _STATUS_ITEMS = frozenset(
-    {
-        "MESSAGES",
-        "UIDNEXT",
-        "UIDVALIDITY",
-        "UNSEEN",
-        "DELETED",
-        "SIZE",
-        "RECENT",
-        "HIGHESTMODSEQ",
-        "APPENDLIMIT",
-        "MAILBOXID",
-        "DELETED-STORAGE",
-    }
+    "MESSAGES UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE RECENT HIGHESTMODSEQ APPENDLIMIT "
+    "MAILBOXID DELETED-STORAGE".split()
 )
 _SEARCH_RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
 _SORT_RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT"})
@@ -285,25 +276,11 @@ _SORT_KEYS = frozenset(
     {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
 )
 _SIMPLE_FETCH = frozenset(
-    {
-        "ENVELOPE",
-        "FLAGS",
-        "INTERNALDATE",
-        "RFC822",
-        "RFC822.HEADER",
-        "RFC822.SIZE",
-        "RFC822.TEXT",
-        "BODY",
-        "BODYSTRUCTURE",
-        "UID",
-        "MODSEQ",
-        "SAVEDATE",
-        "EMAILID",
-        "THREADID",
-    }
+    "ENVELOPE FLAGS INTERNALDATE RFC822 RFC822.HEADER RFC822.SIZE RFC822.TEXT BODY "
+    "BODYSTRUCTURE UID MODSEQ SAVEDATE EMAILID THREADID".split()
 )
 _SECTION_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"})
-_STORE_ITEMS = {
+_STORE_ITEMS: dict[str, tuple[c.StoreMode, bool]] = {
     "FLAGS": ("", False),
     "FLAGS.SILENT": ("", True),
     "+FLAGS": ("+", False),
@@ -313,16 +290,7 @@ _STORE_ITEMS = {
 }
 SPECIAL_USE = {
     name.upper(): name
-    for name in (
-        "\\All",
-        "\\Archive",
-        "\\Drafts",
-        "\\Flagged",
-        "\\Junk",
-        "\\Sent",
-        "\\Trash",
-        "\\Important",
-    )
+    for name in r"\All \Archive \Drafts \Flagged \Junk \Sent \Trash \Important".split()
 }
 _UID_COMMANDS = frozenset({"COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE", "SORT", "THREAD"})
 
@@ -399,12 +367,10 @@ class _Grammar:
         return value
 
     def quoted(self) -> bytes:
-        cur = self.c
-        found = _QUOTED.match(cur._line, cur.pos)
-        if found is None:
+        raw = self.c.match(_QUOTED)
+        if raw is None:
             raise _Bad("unterminated or invalid quoted string")
-        cur.pos = found.end()
-        return _QUOTED_ESCAPE.sub(rb"\1", found.group(1))
+        return _QUOTED_ESCAPE.sub(rb"\1", raw[1:-1])
 
     def string(self) -> bytes:
         first = self.c.peek()
@@ -460,7 +426,7 @@ class _Grammar:
     # -- mailboxes, flags, dates, sets --
 
     def decode_name(self, raw: bytes, *, inbox: bool) -> str:
-        """RFC 9051 §5.1: UTF-8 after UTF8=ACCEPT/IMAP4rev2, else modified UTF-7 (§5.1.3)."""
+        """UTF-8 after UTF8=ACCEPT or IMAP4rev2 (RFC 9051 §5.1), else modified UTF-7."""
         if self.utf8_names:
             try:
                 name = raw.decode("utf-8")
@@ -521,7 +487,7 @@ class _Grammar:
         return result
 
     def modseq(self, *, zero: bool = False) -> int:
-        """mod-sequence-value (RFC 7162 §7), or mod-sequence-valzer when zero is allowed."""
+        """mod-sequence-value (RFC 7162), or mod-sequence-valzer when zero is allowed."""
         raw = self.c.match(_DIGITS)
         if raw is None or len(raw) > 20 or int(raw) > _MAX_NUMBER64:
             raise _Bad("expected a mod-sequence value")
@@ -624,7 +590,8 @@ class _Grammar:
             if entry_type not in ("PRIV", "SHARED", "ALL"):
                 raise _Bad("MODSEQ entry type must be priv, shared or all")
             self.sp()
-        return c.SearchModSeq(self.modseq(zero=True), entry_name, entry_type)  # type: ignore[arg-type]
+        modseq = self.modseq(zero=True)
+        return c.SearchModSeq(modseq, entry_name, entry_type)  # type: ignore[arg-type]
 
     def return_options(self, allowed: frozenset[str]) -> tuple[str, ...] | None:
         """`RETURN (opts)` of ESEARCH/ESORT (RFC 4731, 5267) if it comes next."""
@@ -675,7 +642,7 @@ class _Grammar:
 
     def part_path(self) -> list[int]:
         part = [self.number(nonzero=True, what="a part number")]
-        while self.c.peek() == 0x2E and self.c._line[self.c.pos + 1 : self.c.pos + 2].isdigit():
+        while self.c.peek() == _DOT and 0x30 <= self.c.peek(1) <= 0x39:
             self.c.accept(b".")
             part.append(self.number(nonzero=True, what="a part number"))
         return part
@@ -884,7 +851,7 @@ def _list(g: _Grammar, tag: str, uid: bool) -> c.Command:
 
         selection = g.paren_list(select_option, "the LIST selection options", empty=True)
         g.sp()
-        # RFC 5258 §3.1: RECURSIVEMATCH alone (or with REMOTE only) is an error
+        # RFC 5258: RECURSIVEMATCH alone (or with REMOTE only) is an error
         if "RECURSIVEMATCH" in selection and not set(selection) - {"RECURSIVEMATCH", "REMOTE"}:
             raise _Bad("RECURSIVEMATCH needs another selection option")
     reference = g.mailbox()
@@ -948,7 +915,7 @@ def _append_message(g: _Grammar) -> c.AppendMessage:
     data, binary = g.c.literal()
     if utf8:
         if not binary:
-            raise _Bad("UTF8 APPEND data must be a literal8")  # RFC 6855 §4
+            raise _Bad("UTF8 APPEND data must be a literal8")  # RFC 6855
         g.close_paren("the UTF8 message")
     return c.AppendMessage(data, flags, date, binary, utf8)
 
@@ -1024,7 +991,7 @@ def _store(g: _Grammar, tag: str, uid: bool) -> c.Command:
             found.append(g.flag())
         flags = tuple(found)
     mode, silent = item
-    return c.Store(tag, sequence, mode, flags, silent, unchangedsince, uid)  # type: ignore[arg-type]
+    return c.Store(tag, sequence, mode, flags, silent, unchangedsince, uid)
 
 
 def _copy_like(cls: type[c.Copy] | type[c.Move]) -> Handler:
@@ -1149,7 +1116,7 @@ def _setmetadata(g: _Grammar, tag: str, uid: bool) -> c.Command:
         name = _text(g.astring())
         g.sp()
         if g.c.peek() == _TILDE:
-            return name, g.c.literal()[0]  # RFC 5464 §5: value = nstring / literal8
+            return name, g.c.literal()[0]  # RFC 5464: value = nstring / literal8
         return name, g.nstring()
 
     entries = g.paren_list(entry_value, "the metadata entries", empty=False)
@@ -1458,7 +1425,7 @@ class ImapCommandParser:
             self._skip_tail = (self._skip_tail + bytes(self._buffer[-_SKIP_TAIL:]))[-_SKIP_TAIL:]
             self._consume(len(self._buffer) - self._pos)
             return False
-        tail = (self._skip_tail + bytes(self._buffer[max(self._pos, end - _SKIP_TAIL) : end]))
+        tail = self._skip_tail + bytes(self._buffer[max(self._pos, end - _SKIP_TAIL) : end])
         self._consume(end + 1 - self._pos)
         self._skip_tail = b""
         self._state = _State.LINE

@@ -105,7 +105,7 @@ class SequenceSet:
         return any(part.first is None or part.last is None for part in self.ranges)
 
     def highest_explicit(self) -> int:
-        """The largest number written out (RFC 9051 §6.4.5: a message number beyond EXISTS is BAD)."""
+        """The largest number written out: a message number beyond EXISTS is BAD (RFC 9051)."""
         written = [n for part in self.ranges for n in (part.first, part.last) if n is not None]
         return max(written, default=0)
 
@@ -117,7 +117,7 @@ class SequenceSet:
         """Sorted, merged, inclusive ranges within 1..max_number, `*` meaning max_number.
 
         For UIDs pass the highest UID in use: "UID FETCH 5:*" then still names that message
-        when it is below 5, as RFC 9051 §6.4.8 requires.
+        when it is below 5, as RFC 9051 §6.4.9 requires.
         """
         self._require_resolved()
         clipped = []

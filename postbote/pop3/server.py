@@ -68,7 +68,8 @@ log = logging.getLogger("postbote.pop3")
 BUSY_REPLY = b"-ERR [SYS/TEMP] too many connections\r\n"
 # RFC 1939 §3: an inactivity autologout timer MUST be at least 10 minutes.
 MIN_IDLE_TIMEOUT = 600
-CHUNK = 64 * 1024
+CHUNK = 64 * 1024  # socket reads, and how much output may queue before waiting on the client
+BLOB_CHUNK = 256 * 1024  # blob file reads: most messages in one executor hop, memory still bounded
 TLS_HANDSHAKE_TIMEOUT = 30
 # Every input has a bound: a client that never logs in cannot keep a slot with CAPA forever.
 MAX_COMMANDS_BEFORE_LOGIN = 50
@@ -378,15 +379,17 @@ class Pop3Session:
         self.tally = _Tally()
         self._idle = False
         self._stop_requested = False
+        self._out: list[bytes] = []
+        self._queued = 0
 
     async def run(self) -> None:
-        self.writer.write(self.core.greeting())
+        self._send(self.core.greeting())
         try:
             await self._serve()
         except _EndSession as end:
             self.tally.end = end.reason
             if end.line and not self.writer.is_closing():
-                self.writer.write(end.line)
+                self._send(end.line)
                 await self._drain()
         except OSError:
             self.tally.end = "connection lost"
@@ -430,7 +433,19 @@ class Pop3Session:
         finally:
             self._idle = False
 
+    def _send(self, data: bytes) -> None:
+        """Queue output; ``_drain`` writes it in one go, so a small RETR or a pipelined batch of
+        replies costs one system call instead of one per line."""
+        self._out.append(data)
+        self._queued += len(data)
+
     async def _drain(self) -> None:
+        if self._out:
+            self.writer.write(b"".join(self._out))
+            self._out.clear()
+            self._queued = 0
+        if self.writer.transport.get_write_buffer_size() == 0:
+            return  # all of it went to the socket at once: nothing to wait for
         async with asyncio.timeout(self.timeout):
             await self.writer.drain()
 
@@ -446,13 +461,13 @@ class Pop3Session:
     async def _dispatch(self, ev: Event) -> None:
         match ev:
             case Answered(data=data, ok=ok):
-                self.writer.write(data)
+                self._send(data)
                 if not ok:
                     self.errors += 1
             case AuthCredentials():
                 await self._login(ev)
             case ApopCredentials():
-                self.writer.write(self.core.auth_failed("AUTH", "APOP is not supported"))
+                self._send(self.core.auth_failed("AUTH", "APOP is not supported"))
             case StartTls():
                 await self._start_tls()
             case Retr(n=n):
@@ -479,10 +494,10 @@ class Pop3Session:
         account = result.account
         if ev.authzid and ev.authzid.lower() not in (ev.user.lower(), account.address):
             self.errors += 1
-            self.writer.write(self.core.auth_failed("AUTH", f"not authorized to act as {ev.authzid}"))
+            self._send(self.core.auth_failed("AUTH", f"not authorized to act as {ev.authzid}"))
             return
         if not self.service.lock(account.id):
-            self.writer.write(self.core.auth_failed("IN-USE"))
+            self._send(self.core.auth_failed("IN-USE"))
             return
         try:
             maildrop = await self.service.open_maildrop(account)
@@ -492,7 +507,7 @@ class Pop3Session:
             return
         self.account, self.maildrop = account, maildrop
         self.tally.user, self.tally.messages = account.address, len(maildrop.messages)
-        self.writer.write(self.core.maildrop_opened(maildrop.sizes, maildrop.uids))
+        self._send(self.core.maildrop_opened(maildrop.sizes, maildrop.uids))
 
     def _auth_failed(self, result: AuthFailed) -> None:
         self.errors += 1
@@ -503,7 +518,7 @@ class Pop3Session:
             reply = self.core.auth_failed("LOGIN-DELAY", "too many failed logins, try again later")
         else:
             reply = self.core.auth_failed("AUTH", "invalid user name or password")
-        self.writer.write(reply)
+        self._send(reply)
 
     def _maildrop_failed(self, exc: Exception) -> None:
         if isinstance(exc, MaildropError):
@@ -512,11 +527,11 @@ class Pop3Session:
             code, text = "SYS/TEMP", "cannot open the maildrop now, try again later"
         event(log, "pop3 maildrop unavailable", level=logging.WARNING, session=self.conn.id,
               user=self.tally.user, error=str(exc))
-        self.writer.write(self.core.auth_failed(code, text))
+        self._send(self.core.auth_failed(code, text))
 
     async def _start_tls(self) -> None:
         assert self.app.ssl_context is not None  # the core offers STLS only with a context
-        self.writer.write(self.core.send(Ok("begin TLS negotiation")))
+        self._send(self.core.send(Ok("begin TLS negotiation")))
         await self._drain()
         # RFC 2595 §4 / CVE-2011-0411: anything the client sent after STLS was plaintext; the
         # core dropped what it had, the stream's buffer may hold more. asyncio has no public
@@ -533,20 +548,21 @@ class Pop3Session:
             chunks = await self._open_blob(n)
         except (FileNotFoundError, StoreError):
             # Expunged by IMAP and collected since login: nothing was sent, say so.
-            self.writer.write(self.core.send(Err(f"message {n} was removed by another session")))
+            self._send(self.core.send(Err(f"message {n} was removed by another session")))
             return
         text = f"{maildrop.sizes[n - 1]} octets" if lines is None else "top of message follows"
-        self.writer.write(self.core.send(Ok(text)))
+        self._send(self.core.send(Ok(text)))
         stuffer, cut = DotStuffer(), (TopCut(lines) if lines is not None else None)
         async with contextlib.aclosing(chunks):
             async for chunk in chunks:
                 if cut is not None:
                     chunk = cut.feed(chunk)
-                self.writer.write(stuffer.feed(chunk))
+                self._send(stuffer.feed(chunk))
                 if cut is not None and cut.done:
                     break
-                await self._drain()
-        self.writer.write(stuffer.end())
+                if self._queued >= CHUNK:
+                    await self._drain()
+        self._send(stuffer.end())
         if lines is None:
             self.tally.retrieved.add(n)
             self.tally.octets += maildrop.sizes[n - 1]
@@ -569,16 +585,16 @@ class Pop3Session:
             chunk = first
             while chunk:
                 yield chunk
-                if len(chunk) < CHUNK:
+                if len(chunk) < BLOB_CHUNK:
                     return
-                chunk = await loop.run_in_executor(self.app.executor, f.read, CHUNK)
+                chunk = await loop.run_in_executor(self.app.executor, f.read, BLOB_CHUNK)
         finally:
             f.close()
 
     async def _quit(self, ev: Quit) -> None:
         if not ev.update:
             self.tally.end = "quit"
-            self.writer.write(self.core.send(Ok(f"{self.app.settings.hostname} POP3 server signing off")))
+            self._send(self.core.send(Ok(f"{self.app.settings.hostname} POP3 server signing off")))
             return
         await self._mark_seen(self.tally.retrieved - ev.deleted)
         try:
@@ -587,10 +603,10 @@ class Pop3Session:
             event(log, "pop3 update failed", level=logging.ERROR, session=self.conn.id,
                   user=self.tally.user, error=str(exc))
             self.tally.end = "update failed"
-            self.writer.write(self.core.send(Err("could not remove deleted messages, try again", "SYS/TEMP")))
+            self._send(self.core.send(Err("could not remove deleted messages, try again", "SYS/TEMP")))
             return
         self.tally.deleted, self.tally.end = deleted, "quit"
-        self.writer.write(self.core.send(Ok(f"{self.app.settings.hostname} POP3 server signing off "
+        self._send(self.core.send(Ok(f"{self.app.settings.hostname} POP3 server signing off "
                                             f"({deleted} messages deleted)")))
 
     async def _expunge(self, numbers: frozenset[int]) -> int:
@@ -633,7 +649,7 @@ def _open_and_read(path: Path) -> tuple[BinaryIO, bytes]:
     """Blocking: open and read the first chunk in one executor hop (most messages fit)."""
     f = open(path, "rb")
     try:
-        return f, f.read(CHUNK)
+        return f, f.read(BLOB_CHUNK)
     except OSError:
         f.close()
         raise
@@ -641,5 +657,5 @@ def _open_and_read(path: Path) -> tuple[BinaryIO, bytes]:
 
 async def _slices(data: bytes) -> AsyncGenerator[bytes, None]:
     view = memoryview(data)
-    for i in range(0, len(data), CHUNK):
-        yield bytes(view[i:i + CHUNK])
+    for i in range(0, len(data), BLOB_CHUNK):
+        yield bytes(view[i:i + BLOB_CHUNK])

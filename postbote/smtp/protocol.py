@@ -97,7 +97,8 @@ class SmtpConfig:
     starttls: bool = True
 
     def __post_init__(self) -> None:
-        if not self.hostname or any(c.isspace() for c in self.hostname):
+        name = self.hostname
+        if not name or not name.isascii() or any(c.isspace() or c < " " for c in name):
             raise ValueError(f"smtp.hostname must be a domain name, got {self.hostname!r}")
         if self.max_line < MIN_LINE:
             raise ValueError(

@@ -139,7 +139,9 @@ READY_TLS = Reply(220, "2.0.0", "Ready to start TLS")
 TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available due to temporary reason")
 AUTH_SUCCEEDED = Reply(235, "2.7.0", "Authentication successful")
 AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
-CANNOT_VRFY = Reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery")
+CANNOT_VRFY = Reply(
+    252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery"
+)
 HELP = Reply(214, "2.0.0", "See RFC 5321")
 MESSAGE_TOO_BIG = SIZE_EXCEEDED
 BARE_NEWLINE = Reply(550, "5.5.2", "Bare CR or LF in message data not allowed, use CRLF")

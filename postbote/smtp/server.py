@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -30,6 +28,7 @@ from postbote.delivery.service import (
     TempFailure,
     new_queue_id,
 )
+from postbote.filters.pipeline import Action, MessageContext, PipelineResult, insert_headers, run_filters
 from postbote.listener import Connection, Listener
 from postbote.log import event
 from postbote.mail.address import AddressError, parse_address
@@ -66,8 +65,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("postbote.smtp")
 
 READ_SIZE = 64 * 1024
-# Header bytes scanned for Message-ID/Date on submission (RFC 6409 §8.2, §8.3).
-HEADER_SCAN_LIMIT = 256 * 1024
 
 RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
 UNKNOWN_USER = Reply(550, "5.1.1", "No such user here")
@@ -121,8 +118,7 @@ class _Transaction:
     recipients: list[Recipient] = field(default_factory=list)
     spool_path: Path | None = None
     spool: IO[bytes] | None = None
-    header_scan: bytearray = field(default_factory=bytearray)
-    header_done: bool = False
+    trace_length: int = 0
 
 
 class SmtpSession:
@@ -312,7 +308,9 @@ class SmtpSession:
         spool_dir.mkdir(exist_ok=True)
         self.tx.spool_path = spool_dir / f"{self.tx.queue_id}.{self.conn.id}"
         self.tx.spool = open(self.tx.spool_path, "wb")
-        self.tx.spool.write(self._trace_headers())
+        trace = self._trace_headers()
+        self.tx.spool.write(trace)
+        self.tx.trace_length = len(trace)
 
     def _data_start(self) -> Reply:
         try:
@@ -332,10 +330,6 @@ class SmtpSession:
             except OSError:
                 return
         assert tx.spool is not None
-        if self.policy.submission and not tx.header_done:
-            tx.header_scan += data[: HEADER_SCAN_LIMIT - len(tx.header_scan)]
-            tx.header_done = b"\r\n\r\n" in tx.header_scan or len(tx.header_scan) >= HEADER_SCAN_LIMIT \
-                or tx.header_scan.startswith(b"\r\n")
         try:
             tx.spool.write(data)
         except OSError as exc:
@@ -365,9 +359,19 @@ class SmtpSession:
                 return R.TEMPORARY_FAILURE
             tx.spool.close()
             tx.spool = None
-            if self.policy.submission:
-                await self._complete_headers(tx)
-            outcomes = await self.app.delivery.deliver(self._envelope(tx), tx.spool_path, enforce_quota=False)
+            try:
+                verdict = await self._filter(tx)
+            except Exception:  # a filter's bug must not lose the session or the message
+                log.exception("filter failed", extra={"fields": {"session": self.conn.id, "queue_id": tx.queue_id}})
+                return R.TEMPORARY_FAILURE
+            if verdict.refusal is not None:
+                r = verdict.refusal
+                event(log, "message refused by filter", session=self.conn.id, queue_id=tx.queue_id,
+                      code=r.code, reason=r.text)
+                return Reply(r.code, r.status, r.text)
+            mailbox = "Junk" if verdict.action is Action.JUNK else "INBOX"
+            outcomes = await self.app.delivery.deliver(self._envelope(tx), tx.spool_path, enforce_quota=False,
+                                                       mailbox=mailbox)
         finally:
             self._discard_spool(tx)
         self.messages += sum(isinstance(o, Accepted) for o in outcomes)
@@ -388,17 +392,20 @@ class SmtpSession:
         return Envelope(sender, tuple(tx.recipients), tx.queue_id, params.envid, params.ret,
                         params.smtputf8, params.body)
 
-    async def _complete_headers(self, tx: _Transaction) -> None:
-        """RFC 6409 §8.2, §8.3: a submission server adds Message-ID and Date when missing."""
-        header = bytes(tx.header_scan).split(b"\r\n\r\n", 1)[0]
-        missing = []
-        if not re.search(rb"(?im)^message-id[ \t]*:", header):
-            missing.append(f"Message-ID: <{tx.queue_id}.{os.urandom(4).hex()}@{self.settings.hostname}>\r\n")
-        if not re.search(rb"(?im)^date[ \t]*:", header):
-            missing.append(f"Date: {email.utils.formatdate(localtime=True)}\r\n")
-        if missing and tx.spool_path is not None:
+    async def _filter(self, tx: _Transaction) -> PipelineResult:
+        """Run the filter pipeline and write the fields it added into the spool."""
+        assert tx.spool_path is not None
+        ctx = MessageContext(
+            queue_id=tx.queue_id, service=self.policy.service, peer_ip=self.conn.peer_ip,
+            helo=self.core.helo.name if self.core.helo else "", sender=tx.sender.address,
+            recipients=tuple(r.address for r in tx.recipients), spool_path=tx.spool_path,
+            authenticated_user=self.account.account.address if self.account else None,
+            tls=describe(self.writer.get_extra_info("ssl_object")), trace_length=tx.trace_length)
+        verdict = await run_filters(self.app.filters, ctx)
+        if verdict.prepended and verdict.refusal is None:
             await asyncio.get_running_loop().run_in_executor(
-                self.app.executor, _insert_after_trace, tx.spool_path, "".join(missing).encode())
+                self.app.executor, insert_headers, tx.spool_path, tx.trace_length, verdict.prepended)
+        return verdict
 
     def _trace_headers(self) -> bytes:
         """Return-Path (RFC 5321 §4.4, added at final delivery) and Received."""
@@ -433,16 +440,6 @@ class SmtpSession:
         if tx.spool_path is not None:
             tx.spool_path.unlink(missing_ok=True)
             tx.spool_path = None
-
-
-def _insert_after_trace(path: Path, headers: bytes) -> None:
-    """Rewrite the spool with ``headers`` after our trace fields (off the loop)."""
-    data = path.read_bytes()
-    cut = data.index(b";\r\n\t") if b";\r\n\t" in data else 0
-    cut = data.index(b"\r\n", cut + 3) + 2 if cut else 0
-    tmp = path.with_suffix(".hdr")
-    tmp.write_bytes(data[:cut] + headers + data[cut:])
-    os.replace(tmp, path)
 
 
 def _raw(reply: Reply) -> bytes:

@@ -89,7 +89,7 @@ def test_authenticate_with_sasl_ir() -> None:
 
 
 def test_authenticate_with_empty_initial_response_equals_sign() -> None:
-    # RFC 4959 §3: "=" stands for an empty initial response
+    # RFC 4959: "=" stands for an empty initial response
     assert parse("a1 AUTHENTICATE EXTERNAL =") == c.Authenticate("a1", "EXTERNAL", "")
 
 
@@ -156,7 +156,9 @@ def test_examine_is_its_own_command() -> None:
 def test_select_qresync_rfc7162_example() -> None:
     result = parse("A02 SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541))")
     assert result == c.Select(
-        "A02", "INBOX", qresync=c.QresyncParams(67890007, 20050715194045000, seq("41,43:211,214:541"))
+        "A02",
+        "INBOX",
+        qresync=c.QresyncParams(67890007, 20050715194045000, seq("41,43:211,214:541")),
     )
 
 
@@ -173,7 +175,9 @@ def test_select_qresync_with_sequence_match_data() -> None:
 
 def test_select_qresync_match_data_without_known_uids() -> None:
     result = parse("a SELECT INBOX (QRESYNC (1 2 (1:3 5:7)))")
-    assert result == c.Select("a", "INBOX", qresync=c.QresyncParams(1, 2, None, seq("1:3"), seq("5:7")))
+    assert result == c.Select(
+        "a", "INBOX", qresync=c.QresyncParams(1, 2, None, seq("1:3"), seq("5:7"))
+    )
 
 
 @pytest.mark.parametrize(
@@ -206,7 +210,7 @@ def test_invalid_modified_utf7_names_are_bad(name: str) -> None:
 
 def test_utf8_names_after_utf8_accept() -> None:
     assert parse('a1 SELECT "Entwürfe"', utf8_names=True) == c.Select("a1", "Entwürfe")
-    # the ampersand is just a character in UTF-8 names (RFC 6855 §3)
+    # the ampersand is just a character in UTF-8 names (RFC 6855)
     assert parse('a1 SELECT "Tom &- Jerry"', utf8_names=True) == c.Select("a1", "Tom &- Jerry")
 
 
@@ -215,7 +219,7 @@ def test_utf8_names_must_be_valid_utf8() -> None:
 
 
 def test_create_with_special_use() -> None:
-    # RFC 6154 §5.2
+    # RFC 6154
     assert parse("t1 CREATE MySpecial (USE (\\drafts \\Sent))") == c.Create(
         "t1", "MySpecial", ("\\Drafts", "\\Sent")
     )
@@ -223,7 +227,9 @@ def test_create_with_special_use() -> None:
 
 def test_rename_subscribe_unsubscribe() -> None:
     assert parse("A683 RENAME blurdybloop sarasoop") == c.Rename("A683", "blurdybloop", "sarasoop")
-    assert parse("A002 SUBSCRIBE #news.comp.mail.mime") == c.Subscribe("A002", "#news.comp.mail.mime")
+    assert parse("A002 SUBSCRIBE #news.comp.mail.mime") == c.Subscribe(
+        "A002", "#news.comp.mail.mime"
+    )
     assert parse('A003 UNSUBSCRIBE "x y"') == c.Unsubscribe("A003", "x y")
 
 
@@ -234,9 +240,9 @@ def test_rename_subscribe_unsubscribe() -> None:
     ("line", "expected"),
     [
         ('A101 LIST "" ""', c.List("A101", "", ("",))),
-        ("A102 LIST #news.comp.mail.misc \"\"", c.List("A102", "#news.comp.mail.misc", ("",))),
+        ('A102 LIST #news.comp.mail.misc ""', c.List("A102", "#news.comp.mail.misc", ("",))),
         ('A103 LIST /usr/staff/jones ""', c.List("A103", "/usr/staff/jones", ("",))),
-        ('A202 LIST ~/Mail/ %', c.List("A202", "~/Mail/", ("%",))),
+        ("A202 LIST ~/Mail/ %", c.List("A202", "~/Mail/", ("%",))),
         ('a LIST "" *', c.List("a", "", ("*",))),
         ('a LIST "" INBOX.%]', c.List("a", "", ("INBOX.%]",))),
         ('A01 LIST (SUBSCRIBED) "" "*"', c.List("A01", "", ("*",), ("SUBSCRIBED",))),
@@ -265,7 +271,7 @@ def test_list(line: str, expected: c.List) -> None:
 @pytest.mark.parametrize(
     "line",
     [
-        'a LIST (RECURSIVEMATCH) "" %',  # RFC 5258 §3.1: not on its own
+        'a LIST (RECURSIVEMATCH) "" %',  # RFC 5258: not on its own
         'a LIST (REMOTE RECURSIVEMATCH) "" %',
         'a LIST (BOGUS) "" %',
         'a LIST "" % RETURN (BOGUS)',
@@ -289,7 +295,10 @@ def test_status_rfc_example() -> None:
 
 
 def test_status_extension_items() -> None:
-    line = "a STATUS INBOX (messages uidnext uidvalidity unseen deleted size highestmodseq appendlimit mailboxid)"
+    line = (
+        "a STATUS INBOX (messages uidnext uidvalidity unseen deleted size highestmodseq "
+        "appendlimit mailboxid)"
+    )
     result = parse(line)
     assert isinstance(result, c.Status)
     assert result.items[-3:] == ("HIGHESTMODSEQ", "APPENDLIMIT", "MAILBOXID")
@@ -334,9 +343,7 @@ def test_append_space_padded_day_in_date_time() -> None:
 
 
 def test_multiappend_rfc3502_example() -> None:
-    data = (
-        b"A003 APPEND saved-messages (\\Seen) {3}\r\none (\\Seen) {3}\r\ntwo {5+}\r\nthree\r\n"
-    )
+    data = b"A003 APPEND saved-messages (\\Seen) {3}\r\none (\\Seen) {3}\r\ntwo {5+}\r\nthree\r\n"
     assert events(data) == [
         c.Append(
             "A003",
@@ -351,14 +358,14 @@ def test_multiappend_rfc3502_example() -> None:
 
 
 def test_append_literal8_for_binary_content() -> None:
-    # RFC 3516 §4.4: ~{n} may carry NUL
+    # RFC 3516: ~{n} may carry NUL
     assert events(b"a APPEND INBOX ~{3}\r\na\x00b\r\n") == [
         c.Append("a", "INBOX", (c.AppendMessage(b"a\x00b", binary=True),))
     ]
 
 
 def test_append_utf8_wrapper() -> None:
-    # RFC 6855 §4
+    # RFC 6855
     assert events(b"a APPEND INBOX UTF8 (~{2}\r\n\xc3\xa4)\r\n") == [
         c.Append("a", "INBOX", (c.AppendMessage(b"\xc3\xa4", binary=True, utf8=True),))
     ]
@@ -427,7 +434,7 @@ def test_esearch_empty_return_means_all() -> None:
 
 
 def test_searchres_save_and_dollar() -> None:
-    # RFC 5182 §2
+    # RFC 5182
     assert parse("A282 SEARCH RETURN (SAVE) FLAGGED") == c.Search(
         "A282", (c.SearchFlagKey("FLAGGED"),), None, ("SAVE",)
     )
@@ -683,7 +690,7 @@ def test_fetch_errors(text: str) -> None:
     assert bad(f"a FETCH {text}").tag == "a"
 
 
-# --- STORE, COPY, MOVE, EXPUNGE --------------------------------------------------------------------
+# --- STORE, COPY, MOVE, EXPUNGE ------------------------------------------------------------------
 
 
 def test_store_rfc_example() -> None:
@@ -740,7 +747,7 @@ def test_uid_with_a_command_that_has_no_uid_form_is_bad(line: str) -> None:
     assert bad(line).tag == "a"
 
 
-# --- SORT, THREAD ---------------------------------------------------------------------------------
+# --- SORT, THREAD --------------------------------------------------------------------------------
 
 
 def test_sort_rfc5256_examples() -> None:
@@ -764,7 +771,8 @@ def test_esort_return_and_display_keys() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["() UTF-8 ALL", "(SUBJECT) ALL", "(BOGUS) UTF-8 ALL", "(REVERSE) UTF-8 ALL", "(DATE) UTF-8"]
+    "text",
+    ["() UTF-8 ALL", "(SUBJECT) ALL", "(BOGUS) UTF-8 ALL", "(REVERSE) UTF-8 ALL", "(DATE) UTF-8"],
 )
 def test_sort_errors(text: str) -> None:
     assert bad(f"a SORT {text}").tag == "a"
@@ -779,7 +787,7 @@ def test_thread_rfc5256_example() -> None:
     )
 
 
-# --- ID, QUOTA, COMPRESS, METADATA -------------------------------------------------------------------
+# --- ID, QUOTA, COMPRESS, METADATA ---------------------------------------------------------------
 
 
 def test_id_rfc2971_example() -> None:
@@ -825,7 +833,10 @@ def test_getmetadata_rfc5464_examples() -> None:
 
 
 def test_setmetadata_values() -> None:
-    data = b'a SETMETADATA INBOX (/private/comment "My comment" /shared/x NIL /shared/y ~{2}\r\n\x00\x01)\r\n'
+    data = (
+        b'a SETMETADATA INBOX (/private/comment "My comment" /shared/x NIL '
+        b"/shared/y ~{2}\r\n\x00\x01)\r\n"
+    )
     assert events(data) == [
         c.SetMetadata(
             "a",
@@ -835,7 +846,7 @@ def test_setmetadata_values() -> None:
     ]
 
 
-# --- general syntax errors ------------------------------------------------------------------------
+# --- general syntax errors -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -877,13 +888,13 @@ def test_literal8_where_a_string_is_expected_is_bad_before_upload() -> None:
     assert not parser.awaiting_literal
 
 
-# --- traffic as real clients send it -------------------------------------------------------------------
+# --- traffic as real clients send it -------------------------------------------------------------
 
 THUNDERBIRD = [
     "1 capability",
     "2 authenticate PLAIN",
     '3 ID ("name" "Thunderbird" "version" "115.6.0")',
-    "4 select \"INBOX\" (CONDSTORE)",
+    '4 select "INBOX" (CONDSTORE)',
     '5 getquotaroot "INBOX"',
     "6 UID fetch 1:* (FLAGS)",
     "7 UID fetch 1:* (FLAGS) (CHANGEDSINCE 4)",
@@ -903,7 +914,7 @@ THUNDERBIRD = [
 ]
 APPLE_MAIL = [
     "1.1 CAPABILITY",
-    "2.1 ID (\"name\" \"Mac OS X Mail\" \"version\" \"16.0 (3731.500.231)\" \"os\" \"Mac OS X\" "
+    '2.1 ID ("name" "Mac OS X Mail" "version" "16.0 (3731.500.231)" "os" "Mac OS X" '
     '"os-version" "13.4 (22F66)" "vendor" "Apple Inc.")',
     '3.1 LIST "" ""',
     "4.1 ENABLE QRESYNC",

@@ -58,7 +58,7 @@ def test_incomplete_line_waits_without_events() -> None:
     assert drain(parser) == [c.Noop("a")]
 
 
-# --- synchronizing literals ------------------------------------------------------------------------
+# --- synchronizing literals ----------------------------------------------------------------------
 
 
 def test_synchronizing_literal_waits_for_the_adapter() -> None:
@@ -90,7 +90,7 @@ def test_decision_can_be_made_while_iterating() -> None:
 
 def test_rejected_literal_drops_the_command_and_the_connection_goes_on() -> None:
     parser = ImapCommandParser()
-    parser.receive(b'a APPEND INBOX {500000}\r\n')
+    parser.receive(b"a APPEND INBOX {500000}\r\n")
     assert drain(parser) == [ContinuationNeeded("a", 500000)]
     parser.reject_literal()  # e.g. "a NO [OVERQUOTA]": the client then does not send it
     parser.receive(b"b NOOP\r\n")
@@ -146,7 +146,7 @@ def test_zero_length_literal() -> None:
     assert drain(parser) == [c.Login("a", "", "")]
 
 
-# --- literal limits ---------------------------------------------------------------------------------
+# --- literal limits ------------------------------------------------------------------------------
 
 
 def test_huge_synchronizing_literal_is_refused_when_announced() -> None:
@@ -205,7 +205,7 @@ def test_literal8_is_recognised() -> None:
     assert drain(parser) == [ContinuationNeeded("a", 2)]
 
 
-# --- line length ---------------------------------------------------------------------------------------
+# --- line length ---------------------------------------------------------------------------------
 
 
 def test_overlong_line_is_refused_while_arriving_then_resynchronised() -> None:
@@ -246,7 +246,7 @@ def test_refused_overlong_line_that_announced_a_literal_skips_it_too() -> None:
     assert isinstance(error, ParseError) and noop == c.Noop("c")
 
 
-# --- IDLE and SASL --------------------------------------------------------------------------------------
+# --- IDLE and SASL -------------------------------------------------------------------------------
 
 
 def test_idle_done_is_recognised_once_the_adapter_starts_idle() -> None:

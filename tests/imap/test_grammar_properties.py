@@ -1,4 +1,4 @@
-"""Property tests: parse(encode_command(cmd)) == cmd, and no input makes the parser raise or hang."""
+"""Property tests: parse(encode_command(cmd)) == cmd; no input makes the parser raise or hang."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ PROPERTY_SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
-# --- strategies ------------------------------------------------------------------------------------
+# --- strategies ----------------------------------------------------------------------------------
 
 tags = st.from_regex(r"[A-Za-z0-9.\]]{1,8}", fullmatch=True)
 texts = st.text(
@@ -103,8 +103,20 @@ search_programs = st.lists(search_keys, min_size=1, max_size=3).map(tuple)
 
 parts = st.lists(numbers, max_size=3).map(tuple)
 SIMPLE_FETCH_NAMES = [
-    "ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE", "RFC822.TEXT",
-    "BODY", "BODYSTRUCTURE", "UID", "MODSEQ", "SAVEDATE", "EMAILID", "THREADID",
+    "ENVELOPE",
+    "FLAGS",
+    "INTERNALDATE",
+    "RFC822",
+    "RFC822.HEADER",
+    "RFC822.SIZE",
+    "RFC822.TEXT",
+    "BODY",
+    "BODYSTRUCTURE",
+    "UID",
+    "MODSEQ",
+    "SAVEDATE",
+    "EMAILID",
+    "THREADID",
 ]
 partials = st.one_of(st.none(), st.builds(c.Partial, numbers64, nz_numbers64))
 
@@ -148,7 +160,9 @@ def selects(draw: st.DrawFn) -> c.Select | c.Examine:
         match = draw(
             st.one_of(
                 st.none(),
-                st.tuples(sequence_sets(star=False, saved=False), sequence_sets(star=False, saved=False)),
+                st.tuples(
+                    sequence_sets(star=False, saved=False), sequence_sets(star=False, saved=False)
+                ),
             )
         )
         qresync = c.QresyncParams(
@@ -161,12 +175,23 @@ def selects(draw: st.DrawFn) -> c.Select | c.Examine:
 @st.composite
 def lists(draw: st.DrawFn) -> c.List:
     selection = draw(
-        st.lists(st.sampled_from(["SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"]), max_size=3)
+        st.lists(
+            st.sampled_from(["SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"]), max_size=3
+        )
     )
     if "RECURSIVEMATCH" in selection:
         selection.append("SUBSCRIBED")
-    returns = draw(st.lists(st.sampled_from(["SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "MYRIGHTS"]), max_size=3))
-    status = draw(st.one_of(st.none(), st.lists(st.sampled_from(["MESSAGES", "UNSEEN", "UIDNEXT"]), min_size=1, max_size=3).map(tuple)))
+    returns = draw(
+        st.lists(st.sampled_from(["SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "MYRIGHTS"]), max_size=3)
+    )
+    status = draw(
+        st.one_of(
+            st.none(),
+            st.lists(
+                st.sampled_from(["MESSAGES", "UNSEEN", "UIDNEXT"]), min_size=1, max_size=3
+            ).map(tuple),
+        )
+    )
     patterns = tuple(draw(st.lists(texts, min_size=1, max_size=3)))
     return c.List(draw(tags), draw(mailboxes), patterns, tuple(selection), tuple(returns), status)
 
@@ -188,8 +213,19 @@ commands = st.one_of(
     st.builds(
         lambda cls, tag: cls(tag),
         st.sampled_from(
-            [c.Capability, c.Noop, c.Logout, c.StartTls, c.Namespace, c.Idle, c.Check,
-             c.Close, c.Unselect, c.Expunge, c.Unauthenticate]
+            [
+                c.Capability,
+                c.Noop,
+                c.Logout,
+                c.StartTls,
+                c.Namespace,
+                c.Idle,
+                c.Check,
+                c.Close,
+                c.Unselect,
+                c.Expunge,
+                c.Unauthenticate,
+            ]
         ),
         tags,
     ),
@@ -197,22 +233,45 @@ commands = st.one_of(
     st.builds(c.Login, tags, texts, texts),
     st.builds(c.Enable, tags, st.lists(ascii_words, min_size=1, max_size=3).map(tuple)),
     selects(),
-    st.builds(c.Create, tags, mailboxes, st.lists(st.sampled_from(sorted(SPECIAL_USE.values())), max_size=2).map(tuple)),
+    st.builds(
+        c.Create,
+        tags,
+        mailboxes,
+        st.lists(st.sampled_from(sorted(SPECIAL_USE.values())), max_size=2).map(tuple),
+    ),
     st.builds(c.Delete, tags, mailboxes),
     st.builds(c.Rename, tags, mailboxes, mailboxes),
     st.builds(c.Subscribe, tags, mailboxes),
     st.builds(c.Unsubscribe, tags, mailboxes),
     lists(),
     st.builds(c.Lsub, tags, mailboxes, texts),
-    st.builds(c.Status, tags, mailboxes, st.lists(st.sampled_from(["MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "HIGHESTMODSEQ"]), min_size=1, max_size=4).map(tuple)),
-    st.builds(c.Append, tags, mailboxes, st.lists(append_messages, min_size=1, max_size=3).map(tuple)),
+    st.builds(
+        c.Status,
+        tags,
+        mailboxes,
+        st.lists(
+            st.sampled_from(
+                ["MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "HIGHESTMODSEQ"]
+            ),
+            min_size=1,
+            max_size=4,
+        ).map(tuple),
+    ),
+    st.builds(
+        c.Append, tags, mailboxes, st.lists(append_messages, min_size=1, max_size=3).map(tuple)
+    ),
     st.builds(c.UidExpunge, tags, sequence_sets()),
     st.builds(
         c.Search,
         tags,
         search_programs,
         st.one_of(st.none(), charsets),
-        st.one_of(st.none(), st.lists(st.sampled_from(["MIN", "MAX", "ALL", "COUNT", "SAVE"]), max_size=3).map(tuple)),
+        st.one_of(
+            st.none(),
+            st.lists(st.sampled_from(["MIN", "MAX", "ALL", "COUNT", "SAVE"]), max_size=3).map(
+                tuple
+            ),
+        ),
         st.booleans(),
     ),
     fetches(),
@@ -231,17 +290,46 @@ commands = st.one_of(
     st.builds(
         c.Sort,
         tags,
-        st.lists(st.builds(c.SortCriterion, st.sampled_from(["ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM"]), st.booleans()), min_size=1, max_size=3).map(tuple),
+        st.lists(
+            st.builds(
+                c.SortCriterion,
+                st.sampled_from(
+                    ["ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM"]
+                ),
+                st.booleans(),
+            ),
+            min_size=1,
+            max_size=3,
+        ).map(tuple),
         charsets,
         search_programs,
-        st.one_of(st.none(), st.lists(st.sampled_from(["MIN", "MAX", "ALL", "COUNT"]), max_size=2).map(tuple)),
+        st.one_of(
+            st.none(),
+            st.lists(st.sampled_from(["MIN", "MAX", "ALL", "COUNT"]), max_size=2).map(tuple),
+        ),
         st.booleans(),
     ),
-    st.builds(c.Thread, tags, st.sampled_from(["REFERENCES", "ORDEREDSUBJECT"]), charsets, search_programs, st.booleans()),
-    st.builds(c.Id, tags, st.one_of(st.none(), st.lists(st.tuples(texts, st.one_of(st.none(), texts)), max_size=3).map(tuple))),
+    st.builds(
+        c.Thread,
+        tags,
+        st.sampled_from(["REFERENCES", "ORDEREDSUBJECT"]),
+        charsets,
+        search_programs,
+        st.booleans(),
+    ),
+    st.builds(
+        c.Id,
+        tags,
+        st.one_of(
+            st.none(),
+            st.lists(st.tuples(texts, st.one_of(st.none(), texts)), max_size=3).map(tuple),
+        ),
+    ),
     st.builds(c.GetQuota, tags, texts),
     st.builds(c.GetQuotaRoot, tags, mailboxes),
-    st.builds(c.SetQuota, tags, texts, st.lists(st.tuples(ascii_words, numbers64), max_size=2).map(tuple)),
+    st.builds(
+        c.SetQuota, tags, texts, st.lists(st.tuples(ascii_words, numbers64), max_size=2).map(tuple)
+    ),
     st.builds(c.Compress, tags, ascii_words),
     st.builds(
         c.GetMetadata,
@@ -251,10 +339,15 @@ commands = st.one_of(
         st.one_of(st.none(), numbers),
         st.one_of(st.none(), st.sampled_from(["0", "1", "infinity"])),
     ),
-    st.builds(c.SetMetadata, tags, mailboxes, st.lists(st.tuples(texts, metadata_values), min_size=1, max_size=3).map(tuple)),
+    st.builds(
+        c.SetMetadata,
+        tags,
+        mailboxes,
+        st.lists(st.tuples(texts, metadata_values), min_size=1, max_size=3).map(tuple),
+    ),
 )
 
-# --- helpers -----------------------------------------------------------------------------------------
+# --- helpers -------------------------------------------------------------------------------------
 
 
 def feed(parser: ImapCommandParser, chunks: list[bytes]) -> list[object]:
@@ -276,7 +369,7 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in zip(edges, edges[1:])]
 
 
-# --- properties ------------------------------------------------------------------------------------
+# --- properties ----------------------------------------------------------------------------------
 
 
 @PROPERTY_SETTINGS
@@ -319,11 +412,56 @@ def test_random_bytes_never_raise_or_hang(data: bytes, chunk: int) -> None:
 
 
 command_words = st.sampled_from(
-    [b"A1", b" ", b"UID", b"FETCH", b"SEARCH", b"STORE", b"APPEND", b"LIST", b"SELECT", b"(", b")",
-     b"[", b"]", b"<", b">", b"{", b"}", b"~{3}\r\n", b"{2+}\r\n", b"{1}\r\n", b'"', b"\\", b"*",
-     b"1:*", b"$", b"NOT", b"OR", b"BODY.PEEK[", b"HEADER.FIELDS", b"\r\n", b"\n", b"INBOX",
-     b"&", b"-", b"0", b"4294967296", b"+FLAGS", b"\\Seen", b"RETURN", b"CHARSET", b"NIL",
-     b"\x00", b"\xff", b"QRESYNC", b"CHANGEDSINCE", b"VANISHED", b"DONE", b"UTF8"]
+    [
+        b"A1",
+        b" ",
+        b"UID",
+        b"FETCH",
+        b"SEARCH",
+        b"STORE",
+        b"APPEND",
+        b"LIST",
+        b"SELECT",
+        b"(",
+        b")",
+        b"[",
+        b"]",
+        b"<",
+        b">",
+        b"{",
+        b"}",
+        b"~{3}\r\n",
+        b"{2+}\r\n",
+        b"{1}\r\n",
+        b'"',
+        b"\\",
+        b"*",
+        b"1:*",
+        b"$",
+        b"NOT",
+        b"OR",
+        b"BODY.PEEK[",
+        b"HEADER.FIELDS",
+        b"\r\n",
+        b"\n",
+        b"INBOX",
+        b"&",
+        b"-",
+        b"0",
+        b"4294967296",
+        b"+FLAGS",
+        b"\\Seen",
+        b"RETURN",
+        b"CHARSET",
+        b"NIL",
+        b"\x00",
+        b"\xff",
+        b"QRESYNC",
+        b"CHANGEDSINCE",
+        b"VANISHED",
+        b"DONE",
+        b"UTF8",
+    ]
 )
 
 

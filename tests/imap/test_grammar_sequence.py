@@ -14,7 +14,22 @@ def test_valid_sets_parse_and_print_back(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "0", "1:", ":1", "*:*x", "1,,2", ",1", "1,", "1:2:3", "01", "4294967296", "$,1", "1:$", "a"],
+    [
+        "",
+        "0",
+        "1:",
+        ":1",
+        "*:*x",
+        "1,,2",
+        ",1",
+        "1,",
+        "1:2:3",
+        "01",
+        "4294967296",
+        "$,1",
+        "1:$",
+        "a",
+    ],
 )
 def test_invalid_sets_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
@@ -31,7 +46,7 @@ def test_expand_merges_overlapping_and_adjacent_ranges_and_clips() -> None:
 
 
 def test_uid_range_above_the_highest_uid_still_names_the_last_message() -> None:
-    # RFC 9051 §6.4.8: "UID FETCH 5:*" with highest UID 3 is 3:5, so UID 3 is included.
+    # RFC 9051 §6.4.9: "UID FETCH 5:*" with highest UID 3 is 3:5, so UID 3 is included.
     assert SequenceSet.parse("5:*").expand(3) == [(3, 3)]
 
 

@@ -267,9 +267,9 @@ def test_bare_lf_message_is_sent_with_crlf_and_list_size_counts_it(server, alice
 
 
 def test_large_message_streams_byte_exact_across_chunk_boundaries(server, alice):
-    chunk = pop3_server.CHUNK
+    chunk = pop3_server.BLOB_CHUNK
     head = b"Subject: big\r\n\r\n"
-    filler = b"".join(b"%06d %s\r\n" % (i, b"x" * (i % 97)) for i in range(4000))
+    filler = b"".join(b"%06d %s\r\n" % (i, b"x" * (i % 97)) for i in range(10000))
     # A CRLF split by the chunking, a dot line right after a boundary, and bare LFs.
     body = filler[:chunk - len(head) - 1] + b"\r\n.dot at boundary\n" + filler + b".\nlast\n"
     message = head + body
@@ -292,6 +292,15 @@ def test_top_sends_header_and_the_first_lines(server, alice):
     assert pop.top(1, 0)[1] == [b"Subject: t", b"From: a@b", b""]
     assert pop.top(1, 2)[1] == [b"Subject: t", b"From: a@b", b"", b".l1", b"l2"]
     assert pop.top(1, 99)[1] == [b"Subject: t", b"From: a@b", b"", b".l1", b"l2", b"l3"]
+    pop.quit()
+
+
+def test_top_of_a_message_larger_than_one_read_sends_only_the_top(server, alice):
+    line = b"body line\r\n"
+    deliver(server, alice, b"Subject: big\r\n\r\n" + line * (3 * pop3_server.BLOB_CHUNK // len(line)))
+    pop = login(server)
+    assert pop.top(1, 2)[1] == [b"Subject: big", b"", b"body line", b"body line"]
+    assert pop.noop().startswith(b"+OK")
     pop.quit()
 
 

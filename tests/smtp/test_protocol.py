@@ -630,6 +630,14 @@ def test_auth_required_gates_mail_until_authenticated() -> None:
     assert client.send(MAIL) == b"250 2.1.0 Sender OK\r\n"
 
 
+def test_bdat_before_auth_is_read_then_refused() -> None:
+    client = ready(SmtpConfig(hostname="mx.test", tls_active=True, auth_required=True))
+    assert client.send(b"BDAT 6 LAST\r\nQUIT\r\nNOOP\r\n") == (
+        b"530 5.7.0 Authentication required\r\n250 2.0.0 OK\r\n"
+    )
+    assert not client.of(Quit) and client.body == b""
+
+
 def test_error_count_counts_core_and_adapter_errors() -> None:
     client = ready(setup=EHLO + MAIL)
     client.send(b"FOO\r\nRCPT TO:<nobody@x>\r\n" + RCPT)
@@ -865,7 +873,7 @@ def test_bdat_byte_by_byte() -> None:
 
 def test_bdat_ending_in_a_lone_cr_is_flagged() -> None:
     client = ready(setup=IN_TX)
-    client.trickle(b"BDAT 4 LAST\r\nab\r\n"[:-1])
+    client.trickle(b"BDAT 3 LAST\r\nab\r")
     assert client.body == b"ab\r"
     assert client.of(BdatEnd)[-1].bare_newline
 
