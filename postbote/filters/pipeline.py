@@ -46,6 +46,8 @@ class MessageContext:
     sender: str  # MAIL FROM, "" for the null reverse-path
     recipients: tuple[str, ...]
     spool_path: Path
+    # Outside addresses that local aliases forward this message to (for ARC sealing).
+    forwarded: tuple[str, ...] = ()
     authenticated_user: str | None = None
     tls: str = ""
     trace_length: int = 0  # octets of our own trace fields at the top of the spool

@@ -15,8 +15,10 @@ Decisions an operator may want to know:
   unterminated last line gets a CRLF, so sizes are computed from the blob at login (once per
   blob per process: blobs are immutable and named by their SHA-256, so a cache is safe).
 - UIDL is ``UIDVALIDITY.UID``: stable across sessions, new when the INBOX is recreated.
-- A message fully sent by RETR is marked \\Seen (as Dovecot does), in one store call at the end
-  of the session, whether or not it ends with QUIT; TOP marks nothing.
+- A message fully sent by RETR is marked \\Seen (as Dovecot does), in one store call when the
+  session ends in order (QUIT, EOF, autologout, shutdown); TOP marks nothing.
+- The maildrop lists every INBOX message, including those an IMAP client flagged \\Deleted but
+  has not expunged (as Dovecot does by default).
 - Deletions happen only after QUIT (RFC 1939 §6 UPDATE state): the marked UIDs get \\Deleted
   and are expunged, so IMAP sessions see ordinary expunges. A dropped connection, an autologout
   or a shutdown deletes nothing.
@@ -38,7 +40,7 @@ from postbote.accounts.service import AuthFailed
 from postbote.config import LimitSettings
 from postbote.listener import Connection, Listener
 from postbote.log import event
-from postbote.store import StoreError
+from postbote.store import NotFound, StoreError
 from postbote.store.types import Account, Flag, FlagMode, Message
 
 from .protocol import (
@@ -381,16 +383,17 @@ class Pop3Session:
         self._stop_requested = False
         self._out: list[bytes] = []
         self._queued = 0
+        self._marked: set[int] = set()  # message numbers already marked \Seen
 
     async def run(self) -> None:
         self._send(self.core.greeting())
         try:
-            await self._serve()
-        except _EndSession as end:
-            self.tally.end = end.reason
-            if end.line and not self.writer.is_closing():
-                self._send(end.line)
-                await self._drain()
+            try:
+                await self._serve()
+            except _EndSession as end:
+                await self._say_goodbye(end)
+            # Every orderly end (QUIT, EOF, autologout, shutdown): what RETR sent was read.
+            await self._mark_seen(self.tally.retrieved - self._marked)
         except OSError:
             self.tally.end = "connection lost"
             raise
@@ -398,6 +401,12 @@ class Pop3Session:
             if self.account is not None:
                 self.service.unlock(self.account.id)
             self._log()
+
+    async def _say_goodbye(self, end: _EndSession) -> None:
+        self.tally.end = end.reason
+        if end.line and not self.writer.is_closing():
+            self._send(end.line)
+            await self._drain()
 
     def request_stop(self) -> None:
         """Shutdown: an idle session is told and closed now (its pending read then sees EOF and
@@ -477,7 +486,7 @@ class Pop3Session:
             case Quit():
                 await self._quit(ev)
             case ConnectionClosed():
-                await self._mark_seen(self.tally.retrieved)
+                pass  # RFC 1939 §6: no UPDATE state, nothing is deleted
 
     # -- authorization
 
@@ -496,16 +505,23 @@ class Pop3Session:
             self.errors += 1
             self._send(self.core.auth_failed("AUTH", f"not authorized to act as {ev.authzid}"))
             return
+        await self._open_maildrop(account)
+
+    async def _open_maildrop(self, account: Account) -> None:
+        """RFC 1939 §8: lock, then snapshot. ``self.account`` is set as soon as the lock is
+        held, so the session's ``finally`` releases it even if it is cancelled meanwhile."""
         if not self.service.lock(account.id):
             self._send(self.core.auth_failed("IN-USE"))
             return
+        self.account = account
         try:
             maildrop = await self.service.open_maildrop(account)
         except (MaildropError, StoreError, OSError) as exc:
+            self.account = None
             self.service.unlock(account.id)
             self._maildrop_failed(exc)
             return
-        self.account, self.maildrop = account, maildrop
+        self.maildrop = maildrop
         self.tally.user, self.tally.messages = account.address, len(maildrop.messages)
         self._send(self.core.maildrop_opened(maildrop.sizes, maildrop.uids))
 
@@ -546,9 +562,14 @@ class Pop3Session:
         maildrop = self._opened()
         try:
             chunks = await self._open_blob(n)
-        except (FileNotFoundError, StoreError):
+        except (FileNotFoundError, NotFound):
             # Expunged by IMAP and collected since login: nothing was sent, say so.
             self._send(self.core.send(Err(f"message {n} was removed by another session")))
+            return
+        except (OSError, StoreError) as exc:
+            event(log, "pop3 cannot read message", level=logging.ERROR, session=self.conn.id,
+                  user=self.tally.user, n=n, error=str(exc))
+            self._send(self.core.send(Err(f"cannot read message {n} now, try again later", "SYS/TEMP")))
             return
         text = f"{maildrop.sizes[n - 1]} octets" if lines is None else "top of message follows"
         self._send(self.core.send(Ok(text)))
@@ -597,6 +618,7 @@ class Pop3Session:
             self._send(self.core.send(Ok(f"{self.app.settings.hostname} POP3 server signing off")))
             return
         await self._mark_seen(self.tally.retrieved - ev.deleted)
+        self._marked |= self.tally.retrieved  # a deleted message needs no \Seen
         try:
             deleted = await self._expunge(ev.deleted)
         except (StoreError, OSError) as exc:
@@ -622,6 +644,7 @@ class Pop3Session:
     async def _mark_seen(self, numbers: set[int] | frozenset[int]) -> None:
         if not numbers or self.maildrop is None:
             return
+        self._marked |= numbers
         uids = self.maildrop.store_uids(numbers)
         try:
             await self.app.store.store_flags(self.maildrop.mailbox_id, uids, FlagMode.ADD, Flag.SEEN)

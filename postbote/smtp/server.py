@@ -399,6 +399,7 @@ class SmtpSession:
             queue_id=tx.queue_id, service=self.policy.service, peer_ip=self.conn.peer_ip,
             helo=self.core.helo.name if self.core.helo else "", sender=tx.sender.address,
             recipients=tuple(r.address for r in tx.recipients), spool_path=tx.spool_path,
+            forwarded=tuple(a for r in tx.recipients for a in r.remote if a != r.address),
             authenticated_user=self.account.account.address if self.account else None,
             tls=describe(self.writer.get_extra_info("ssl_object")), trace_length=tx.trace_length)
         verdict = await run_filters(self.app.filters, ctx)

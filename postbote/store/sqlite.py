@@ -189,15 +189,23 @@ class SqliteDb:
         return self._conn()
 
     def _migrate(self) -> None:
+        """Apply ``migrations/NNNN_name.sql`` files above the database's version.
+
+        The version is the file's number (``PRAGMA user_version``), so a
+        migration keeps its number forever and numbers only grow.
+        """
         files = sorted(
-            (f for f in resources.files("postbote.store").joinpath("migrations").iterdir() if f.name.endswith(".sql")),
-            key=lambda f: f.name,
+            (int(f.name[:4]), f)
+            for f in resources.files("postbote.store").joinpath("migrations").iterdir()
+            if f.name.endswith(".sql")
         )
+        newest = files[-1][0] if files else 0
         with self._write() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > len(files):
-                raise StoreError(f"database {self.path} has schema version {version}, newer than this postbote knows ({len(files)})")
-            for number, f in enumerate(files, start=1):
+            if version > newest:
+                raise StoreError(f"database {self.path} has schema version {version}, newer than this "
+                                 f"postbote knows ({newest})")
+            for number, f in files:
                 if number > version:
                     for statement in _split_sql(f.read_text()):
                         conn.execute(statement)

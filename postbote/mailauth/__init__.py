@@ -1,0 +1,1 @@
+"""Authentication of mail: SPF, DKIM (sign and verify), DMARC, ARC, Authentication-Results."""
