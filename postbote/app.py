@@ -23,7 +23,10 @@ from postbote.dns import Resolver
 from postbote.filters.pipeline import MessageFilter
 from postbote.filters.submission import SubmissionHeaders
 from postbote.listener import ConnectionLimits, Listener
+from postbote.mailauth.filter import MailAuthFilter  # -- mail authentication --
+from postbote.mailauth.dkim_sign import DkimSigner  # -- outbound queue --
 from postbote.log import event
+from postbote.queue.runner import QueueRunner  # -- outbound queue --
 from postbote.mail.address import normalize_domain
 from postbote.store import AlreadyExists, Store, open_store
 from postbote.tls import certificate_paths, server_context
@@ -31,15 +34,29 @@ from postbote.tls import certificate_paths, server_context
 log = logging.getLogger("postbote")
 
 # Each module has ``listeners(app) -> list[Listener]``; one per protocol.
-SERVER_MODULES: tuple[str, ...] = ("postbote.smtp.server", "postbote.pop3.server")
+SERVER_MODULES: tuple[str, ...] = ("postbote.smtp.server", "postbote.pop3.server", "postbote.imap.server")
 
 DRAIN_GRACE = 30.0
+
+
+async def ensure_domains(store: Store, names: tuple[str, ...]) -> None:
+    """Add the configured domains that the store does not have yet."""
+    for name in names:
+        domain = normalize_domain(name)
+        if await store.get_domain(domain) is None:
+            try:
+                await store.add_domain(domain)
+            except AlreadyExists:
+                pass  # another process added it meanwhile
 
 
 def build_filters(app: "App") -> list[MessageFilter]:
     """The filter pipeline, in order (see postbote/filters/pipeline.py)."""
     return [
+        MailAuthFilter(app.settings.hostname, app.settings.mailauth, app.resolver,  # -- mail authentication --
+                       store=app.store, executor=app.executor, data_dir=app.settings.data_path),
         SubmissionHeaders(app.settings.hostname),
+        DkimSigner(app.settings.data_path),  # -- outbound queue --: after SubmissionHeaders, which adds Date/Message-ID
     ]
 
 
@@ -57,6 +74,7 @@ class App:
         self.listeners: list[Listener] = []
         self.ssl_context: ssl.SSLContext | None = None
         self.stopping = asyncio.Event()
+        self.queue: QueueRunner | None = None  # -- outbound queue --
 
     def listener(self, service: str) -> Listener:
         """The listener of one service (tests use it to learn the bound port)."""
@@ -64,12 +82,15 @@ class App:
 
     async def start(self) -> None:
         await self.store.open()
-        await self._ensure_domains()
+        await ensure_domains(self.store, self.settings.domains)
         cert, key = await asyncio.get_running_loop().run_in_executor(
             self.executor, certificate_paths, self.settings)
         self.ssl_context = server_context(cert, key)
         for name in SERVER_MODULES:
             self.listeners += importlib.import_module(name).listeners(self)
+        # -- outbound queue --
+        self.queue = QueueRunner(self)
+        self.queue.start()
         try:
             for lst in self.listeners:
                 if lst.addresses:
@@ -81,20 +102,13 @@ class App:
             for addr, port in zip(lst.addresses, lst.ports):
                 event(log, "listening", service=lst.service, address=f"{addr.host}:{port}")
 
-    async def _ensure_domains(self) -> None:
-        for name in self.settings.domains:
-            domain = normalize_domain(name)
-            if await self.store.get_domain(domain) is None:
-                try:
-                    await self.store.add_domain(domain)
-                except AlreadyExists:
-                    pass  # another process added it meanwhile
-
     async def stop(self, grace: float = DRAIN_GRACE) -> None:
         self.stopping.set()
         for lst in self.listeners:
             lst.stop_accepting()
         await asyncio.gather(*(lst.drain(grace) for lst in self.listeners))
+        if self.queue is not None:  # -- outbound queue --: let transactions in flight finish
+            await self.queue.stop(grace)
         await self.store.close()
         self.executor.shutdown(wait=False)
         event(log, "stopped")

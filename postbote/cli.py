@@ -83,6 +83,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     mailbox = group("mailbox", "inspect mailboxes")
     add(mailbox, "list", "list an account's mailboxes with their counts", cmd_mailbox_list, (("address",), {}))
+
+    # -- outbound queue --
+    queue = group("queue", "inspect and manage the outbound queue")
+    ids = (("queue_ids",), {"nargs": "*", "metavar": "QUEUE_ID", "help": "messages (default: all)"})
+    add(queue, "list", "list queued messages with their recipients and last reply", cmd_queue_list)
+    add(queue, "show", "show a queued message: entries, recipients, their state and last replies",
+        cmd_queue_show, (("queue_id",), {"metavar": "QUEUE_ID"}))
+    add(queue, "retry", "attempt delivery now", cmd_queue_retry, ids)
+    add(queue, "hold", "stop delivery attempts until released", cmd_queue_hold, ids)
+    add(queue, "release", "let held messages be delivered again", cmd_queue_release, ids)
+    add(queue, "delete", "remove messages from the queue without delivering or bouncing them", cmd_queue_delete,
+        (("queue_ids",), {"nargs": "+", "metavar": "QUEUE_ID"}))
+    dkim = group("dkim", "manage DKIM signing keys")
+    add(dkim, "generate", "make an Ed25519 and an RSA-2048 key for a domain and print their DNS records",
+        cmd_dkim_generate, (("domain",), {}))
+    dnsgroup = group("dns", "show the DNS records a domain needs")
+    add(dnsgroup, "records", "print every record to publish for a domain (zone-file form)", cmd_dns_records,
+        (("domain",), {}))
     return parser
 
 
@@ -245,10 +263,98 @@ async def cmd_mailbox_list(store: Store, args: argparse.Namespace, settings: Set
         print(f"{mb.name}\tmessages={st.messages}\tunseen={st.unseen}\tsize={st.size}{role}")
 
 
+# -- outbound queue ------------------------------------------------------------------
+
+def _when(ts: int) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+async def cmd_queue_list(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    entries = await store.list_outbound()
+    for e in entries:
+        state = "held" if e.held else f"next {_when(e.next_attempt)}"
+        print(f"{e.queue_id}\t{e.sender or '<>'}\t{e.domain}\t{' '.join(e.recipients)}\tattempts={e.attempts}"
+              f"\t{state}\t{e.last_reply}")
+    if not entries:
+        print("queue is empty")
+
+
+async def cmd_queue_show(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    entries = await store.get_outbound(args.queue_id)
+    if not entries:
+        raise CliError(f"no queued message {args.queue_id}")
+    for e in entries:
+        print(f"queue id:   {e.queue_id}\nsender:     {e.sender or '<>'}\ndomain:     {e.domain}\n"
+              f"queued:     {_when(e.created)}\nattempts:   {e.attempts}\n"
+              f"next:       {'held' if e.held else _when(e.next_attempt)}\nlast reply: {e.last_reply}")
+        for r in e.recipients:
+            print(f"  {r.address}\t{r.status}\t{r.last_reply}")
+        print()
+
+
+async def _each(ids: list[str], fn: Callable[[str | None], Awaitable[int]]) -> int:
+    return sum([await fn(i) for i in ids]) if ids else await fn(None)
+
+
+async def cmd_queue_retry(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    n = await _each(args.queue_ids, lambda q: store.retry_outbound(q, 0))
+    print(f"{n} queue entries due now")
+
+
+async def cmd_queue_hold(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    n = await _each(args.queue_ids, lambda q: store.set_outbound_held(q, True))
+    print(f"{n} queue entries held")
+
+
+async def cmd_queue_release(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    n = await _each(args.queue_ids, lambda q: store.set_outbound_held(q, False))
+    print(f"{n} queue entries released")
+
+
+async def cmd_queue_delete(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    n = await _each(args.queue_ids, lambda q: store.delete_outbound(q or ""))
+    if not n:
+        raise CliError(f"no queued message {' '.join(args.queue_ids)}")
+    print(f"{n} queue entries deleted")
+
+
+def _domain_arg(text: str) -> str:
+    try:
+        return normalize_domain(text)
+    except AddressError as exc:
+        raise CliError(str(exc)) from None
+
+
+async def cmd_dkim_generate(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    from postbote.mailauth.keys import generate_keys
+
+    domain = _domain_arg(args.domain)
+    if await store.get_domain(domain) is None:
+        raise CliError(f"{domain} is not one of our domains (add it with 'postbote domain add {domain}')")
+    from postbote.queue.records import quoted
+
+    for key in generate_keys(settings.data_path, domain):
+        print(f"{key.selector}._domainkey.{domain}.\t3600\tIN\tTXT\t{quoted(key.dns_record())}")
+
+
+async def cmd_dns_records(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    from postbote.mailauth.keys import load_keys
+    from postbote.queue.records import dns_records
+
+    domain = _domain_arg(args.domain)
+    for line in dns_records(domain, settings.hostname, load_keys(settings.data_path, domain)):
+        print(line)
+
+
 async def _with_store(fn: Callable[..., Awaitable[None]], settings: Settings, args: argparse.Namespace) -> None:
+    from postbote.app import ensure_domains
+
     store = open_store(settings.data_path, workers=2)
     await store.open()
     try:
+        await ensure_domains(store, settings.domains)
         await fn(store, args, settings)
     finally:
         await store.close()

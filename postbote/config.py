@@ -116,6 +116,68 @@ class LogSettings:
     level: str = _opt("info", choices=("debug", "info", "warning", "error"))
 
 
+# -- outbound queue --
+@dataclass(frozen=True)
+class OutboundSettings:
+    """Delivery of our users' mail to other servers (the outbound queue)."""
+
+    # Send queued mail at all. The development instance (no config file) leaves it off, like
+    # mox's localserve: a dev server never sends mail off the machine; its mail stays queued.
+    enabled: bool = True
+    # The port of remote MX hosts (RFC 5321: 25); tests and staging point it elsewhere.
+    port: int = _opt(25, lo=1, hi=65535)
+    # A relay ("smarthost") for hosts that cannot send on port 25; empty: MX routing.
+    smarthost: str = ""
+    smarthost_port: int = _opt(587, lo=1, hi=65535)
+    smarthost_user: str = ""
+    smarthost_password: str = ""
+    smarthost_tls: str = _opt("starttls", choices=("starttls", "implicit", "none"))
+    # Waits between attempts ("30s", "5m", "2h", "1d"); the last one repeats.
+    retry_schedule: tuple[str, ...] = ("1m", "5m", "15m", "30m", "1h", "2h", "4h")
+    delay_notice_after: int = _opt(4 * 3600, lo=0, hi=86400 * 30)  # 0: no delay notices
+    give_up_after: int = _opt(5 * 86400, lo=1, hi=86400 * 60)
+    max_connections: int = _opt(50, lo=1, hi=10_000)
+    connections_per_destination: int = _opt(4, lo=1, hi=1000)
+    messages_per_connection: int = _opt(100, lo=1, hi=100_000)
+    # RFC 5321 §4.5.3.2: greeting 5 min, MAIL/RCPT 5 min, DATA 2 min, a data block
+    # 3 min, the final dot 10 min. Connecting is not in the RFC: 30 s.
+    connect_timeout: int = _opt(30, lo=1, hi=3600)
+    command_timeout: int = _opt(300, lo=1, hi=3600)
+    data_timeout: int = _opt(600, lo=1, hi=3600)
+    # How often the queue looks for due entries, and how long a lease keeps other workers off an entry.
+    poll_interval: float = _opt(1.0, lo=0.01, hi=3600)
+    lease_seconds: int = _opt(1200, lo=1, hi=86400)
+    # Extra trusted CA certificates (PEM) for MTA-STS and verified TLS: for tests and private CAs.
+    tls_ca_file: str = ""
+    # The HTTPS port for MTA-STS policies (RFC 8461: 443); tests point it elsewhere.
+    mta_sts_port: int = _opt(443, lo=1, hi=65535)
+    dane: bool = True
+    mta_sts: bool = True
+
+
+# -- mail authentication --
+@dataclass(frozen=True)
+class MailAuthSettings:
+    """Inbound SPF, DKIM, DMARC, ARC (postbote/mailauth/)."""
+
+    # false: no checks at all, no Authentication-Results (e.g. behind a filtering gateway).
+    enabled: bool = True
+    # true: apply the sender domain's DMARC policy (reject → 550, quarantine → Junk);
+    # false: only record and report the results, for every domain.
+    enforce: bool = True
+    # Our domains whose recipients only get reports, never DMARC refusals (while enforce is true).
+    report_only_domains: tuple[str, ...] = ()
+    # Forwarders whose word we take when DMARC broke on the way: domains of ARC sealers
+    # (a passing chain sealed by them) or IP addresses/networks of the connecting host.
+    trusted_forwarders: tuple[str, ...] = ()
+    # Local overrides: From domains whose DMARC failures are never refused (only reported).
+    never_refuse: tuple[str, ...] = ()
+    # From domains treated as p=reject whatever they publish (e.g. our own domains).
+    always_reject: tuple[str, ...] = ()
+    # Record every DMARC evaluation for the aggregate reports (RFC 7489 §7.2).
+    record_results: bool = True
+
+
 @dataclass(frozen=True)
 class Settings:
     hostname: str = "localhost"
@@ -130,6 +192,8 @@ class Settings:
     listen: ServiceSettings = field(default_factory=ServiceSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)  # -- outbound queue --
+    mailauth: MailAuthSettings = field(default_factory=MailAuthSettings)  # -- mail authentication --
 
     @property
     def data_path(self) -> Path:
@@ -149,6 +213,10 @@ def load_settings(path: str | Path | None, *, data_dir: str | None = None) -> Se
             raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
     settings = _build(Settings, raw, "")
     _check_names(settings)
+    _check_outbound(settings.outbound)  # -- outbound queue --
+    if path is None:  # -- outbound queue --: the development instance sends nothing off the machine
+        settings = dataclasses.replace(settings, outbound=dataclasses.replace(settings.outbound, enabled=False))
+    _check_mailauth(settings.mailauth)  # -- mail authentication --
     if data_dir is not None:
         settings = dataclasses.replace(settings, data_dir=data_dir)
     return settings
@@ -163,6 +231,48 @@ def _check_names(settings: Settings) -> None:
                 normalize_domain(name)
             except AddressError:
                 raise ConfigError(f"config: {key} must be domain names like \"mail.example.com\", got {name!r}") from None
+
+
+# -- outbound queue --
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int | None:
+    """"90s", "5m", "2h", "1d" or a number of seconds; None if it is none of those."""
+    text = text.strip().lower()
+    if text.isdigit():
+        return int(text)
+    if len(text) > 1 and text[:-1].isdigit() and text[-1] in _DURATION_UNITS:
+        return int(text[:-1]) * _DURATION_UNITS[text[-1]]
+    return None
+
+
+def _check_outbound(out: OutboundSettings) -> None:
+    if not out.retry_schedule:
+        raise ConfigError("config: outbound.retry_schedule must list at least one wait, e.g. [\"5m\", \"1h\"]")
+    for item in out.retry_schedule:
+        seconds = parse_duration(item)
+        if seconds is None or seconds < 1:
+            raise ConfigError(f"config: outbound.retry_schedule must be waits like \"30s\", \"5m\", \"2h\", \"1d\", got {item!r}")
+
+
+# -- mail authentication --
+def _check_mailauth(auth: MailAuthSettings) -> None:
+    from postbote.mail.address import AddressError, normalize_domain
+
+    for key in ("report_only_domains", "never_refuse", "always_reject", "trusted_forwarders"):
+        for name in getattr(auth, key):
+            if key == "trusted_forwarders":
+                try:
+                    ipaddress.ip_network(name, strict=False)
+                    continue
+                except ValueError:
+                    pass
+            try:
+                normalize_domain(name)
+            except AddressError:
+                what = "domain names or IP networks" if key == "trusted_forwarders" else "domain names"
+                raise ConfigError(f"config: mailauth.{key} must be {what}, got {name!r}") from None
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:

@@ -12,16 +12,27 @@ declare -A NEED=(
     [swaks]=swaks
     [fetchmail]=fetchmail
     [getmail]=getmail6
+    [opendkim-testmsg]=opendkim-tools  # mail authentication: DKIM signing by another implementation
+    [postfix]=postfix  # outbound queue: the remote MX, a relay and smtp-sink for bench/queue.py
+    [mbsync]=isync  # IMAP: two-way sync by a real client
+    [curl]=curl  # IMAP: curl's imap:// client
 )
 
 missing=()
 for cmd in "${!NEED[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
 done
+# IMAP: the Dovecot that bench/imap.py compares against (a program, not a command on PATH).
+[ -x /usr/lib/dovecot/imap ] || missing+=(dovecot-imapd)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+        # outbound queue: Debian's Postfix unconfigured, so no system MTA takes port 25;
+        # the tests run private instances with their own config dirs.
+        if command -v debconf-set-selections >/dev/null; then
+            echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+        fi
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
     else
         echo "missing Debian packages for the tests: ${missing[*]} (run: sudo apt-get install ${missing[*]})" >&2
         exit 1
@@ -31,3 +42,6 @@ fi
 if [ -x scripts/fetch-corpus.sh ]; then
     scripts/fetch-corpus.sh
 fi
+
+# Mail authentication: the RFC 7208 SPF test suite.
+scripts/fetch-spf-suite.sh

@@ -169,3 +169,16 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
             return None
         buf += chunk
     return buf
+
+
+_shared: DnsServer | None = None
+
+
+def shared() -> DnsServer:
+    """One empty DNS server per test process: every name is NXDOMAIN unless a
+    test publishes it. Servers under test point at it by default, so no test
+    ever queries a resolver off this machine."""
+    global _shared
+    if _shared is None:
+        _shared = DnsServer().start()
+    return _shared

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from postbote.app import App
-from postbote.config import ListenAddress, ServiceSettings, Settings, load_settings
+from postbote.config import DnsSettings, ListenAddress, ServiceSettings, Settings, load_settings
 from postbote.store import Account
 
 T = TypeVar("T")
@@ -26,9 +26,13 @@ ANY_PORT = (ListenAddress("127.0.0.1", 0),)
 
 
 def server_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Test settings: every listener on a free port, DNS on the loopback test server."""
+    from tests.dnsserver import shared
+
     base = load_settings(None, data_dir=str(data_dir))
     listen = ServiceSettings(**{f.name: ANY_PORT for f in dataclasses.fields(ServiceSettings)})
-    return dataclasses.replace(base, listen=listen, **overrides)
+    dns = DnsSettings(nameservers=(shared().address,), timeout=2.0)
+    return dataclasses.replace(base, listen=listen, **{"dns": dns, **overrides})
 
 
 class RunningServer:

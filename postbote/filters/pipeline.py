@@ -15,7 +15,7 @@ import enum
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 
 class Action(enum.Enum):
@@ -33,6 +33,10 @@ class FilterResult:
     code: int = 0
     status: str = ""
     text: str = ""
+    # Header fields of the sender's message to drop, by index (0 = the first field
+    # after our trace fields, as ``header_fields`` splits them), e.g. forged
+    # Authentication-Results claiming our authserv-id (RFC 8601 §5).
+    remove_headers: tuple[int, ...] = ()
 
 
 @dataclass
@@ -79,39 +83,104 @@ class MessageFilter(Protocol):
     async def check(self, ctx: MessageContext) -> FilterResult: ...
 
 
+class HeaderChanges(bytes):
+    """The header fields to prepend, carrying which of the sender's fields to drop.
+
+    It is ``bytes`` so an adapter that only knows "prepend these" keeps
+    working: its one ``insert_headers`` call applies both changes in the one
+    copy of the spool it makes anyway.
+    """
+
+    remove: tuple[int, ...]
+
+    def __new__(cls, data: bytes = b"", remove: tuple[int, ...] = ()) -> "HeaderChanges":
+        obj = super().__new__(cls, data)
+        obj.remove = tuple(sorted(set(remove)))
+        return obj
+
+
 @dataclass(frozen=True)
 class PipelineResult:
     action: Action
-    prepended: bytes
+    prepended: bytes  # a HeaderChanges when filters asked for fields to be removed
     refusal: FilterResult | None = None
+
+    @property
+    def removed(self) -> tuple[int, ...]:
+        return getattr(self.prepended, "remove", ())
 
 
 async def run_filters(filters: list[MessageFilter], ctx: MessageContext) -> PipelineResult:
     prepend = b""
+    remove: set[int] = set()
     action = Action.ACCEPT
     for f in filters:
         ctx.added = prepend
         result = await f.check(ctx)
         prepend = result.prepend + prepend  # later filters' fields go on top (RFC 5322 §3.6 trace order)
+        remove.update(result.remove_headers)
         if result.action in (Action.REJECT, Action.TEMPFAIL):
-            return PipelineResult(result.action, prepend, result)
+            return PipelineResult(result.action, HeaderChanges(prepend, tuple(remove)), result)
         if result.action is Action.JUNK:
             action = Action.JUNK
-    return PipelineResult(action, prepend)
+    return PipelineResult(action, HeaderChanges(prepend, tuple(remove)))
 
 
-def insert_headers(spool_path: Path, offset: int, headers: bytes) -> None:
-    """Write ``headers`` into the spool at ``offset`` (after the trace fields).
+def header_fields(data: bytes) -> list[bytes]:
+    """The header fields at the start of ``data``, each with its folded lines and CRLF.
+
+    Stops at the empty line that ends the header (not included) or at the end of
+    ``data``; the indices of ``FilterResult.remove_headers`` count in this list.
+    """
+    fields: list[bytes] = []
+    pos = 0
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        line = data[pos:] if end < 0 else data[pos:end + 1]
+        if line in (b"\r\n", b"\n"):
+            break
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line
+        else:
+            fields.append(line)
+        pos += len(line)
+    return fields
+
+
+def insert_headers(spool_path: Path, offset: int, headers: bytes, remove: tuple[int, ...] | None = None) -> None:
+    """Write ``headers`` into the spool at ``offset`` (after the trace fields), and
+    drop the sender's header fields numbered in ``remove`` (by default the
+    ``remove`` that a ``HeaderChanges`` carries).
 
     Blocking; run in an executor. Writes a new file and renames it over the
     old one, so a crash leaves one or the other, never a mix.
     """
-    if not headers:
+    if remove is None:
+        remove = getattr(headers, "remove", ())
+    if not headers and not remove:
         return
     tmp = spool_path.with_name(spool_path.name + ".new")
     with open(spool_path, "rb") as src, open(tmp, "wb") as dst:
         dst.write(src.read(offset))
         dst.write(headers)
+        if remove:
+            _copy_header_without(src, dst, set(remove))
         while chunk := src.read(1 << 20):
             dst.write(chunk)
     os.replace(tmp, spool_path)
+
+
+def _copy_header_without(src: BinaryIO, dst: BinaryIO, remove: set[int]) -> None:
+    """Copy the header fields from ``src`` except those numbered in ``remove``;
+    ``src`` is left at the end of the header (the empty line is copied later)."""
+    start = src.tell()
+    head = src.read(_HEADER_LIMIT)
+    consumed = 0
+    for i, raw in enumerate(header_fields(head)):
+        consumed += len(raw)
+        if i not in remove:
+            dst.write(raw)
+    src.seek(start + consumed)
+
+
+_HEADER_LIMIT = 1 << 20

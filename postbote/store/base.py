@@ -30,11 +30,15 @@ from .types import (
     Flag,
     FlagMode,
     Mailbox,
+    MailboxSnapshot,
     MailboxStatus,
     Message,
     OutboundEntry,
     OutboundMessage,
+    QueuedEntry,
+    RecipientResult,
 )
+from .types import DmarcEvaluation  # -- dmarc --
 
 
 class Store(abc.ABC):
@@ -217,7 +221,110 @@ class Store(abc.ABC):
     async def list_outbound(self) -> list[OutboundEntry]:
         """Queue entries with recipients still pending, oldest first."""
 
+    # -- outbound queue --------------------------------------------------------
+    @abc.abstractmethod
+    async def due_outbound(self, now: int, limit: int = 500, exclude: Sequence[int] = ()) -> list[QueuedEntry]:
+        """Entries to attempt: not held, due, not leased, with pending recipients; oldest due first."""
+
+    @abc.abstractmethod
+    async def lease_outbound(self, entry_ids: Sequence[int], until: int, now: int) -> list[int]:
+        """Lease entries until ``until`` (atomically: only those whose lease ran out); returns the leased ids.
+
+        A lease is what keeps two workers (or nodes) from sending one entry twice.
+        """
+
+    @abc.abstractmethod
+    async def renew_outbound_leases(self, entry_ids: Sequence[int], until: int) -> None: ...
+
+    @abc.abstractmethod
+    async def record_outbound_attempt(self, entry_id: int, results: Sequence[RecipientResult],
+                                      next_attempt: int, last_reply: str, delay_notified: bool = False) -> bool:
+        """Record one attempt: each recipient's new state, the next try, the lease released.
+
+        An entry with no pending recipient left is removed (its blob released);
+        returns True if the entry is gone.
+        """
+
+    @abc.abstractmethod
+    async def get_outbound(self, queue_id: str) -> list[QueuedEntry]:
+        """Every entry of a message (one per destination domain), all recipients with their state."""
+
+    @abc.abstractmethod
+    async def set_outbound_held(self, queue_id: str | None, held: bool) -> int:
+        """Hold or release the entries of one message (``None``: all); returns how many changed."""
+
+    @abc.abstractmethod
+    async def retry_outbound(self, queue_id: str | None, now: int) -> int:
+        """Make entries due now (``None``: all); returns how many."""
+
+    @abc.abstractmethod
+    async def delete_outbound(self, queue_id: str) -> int:
+        """Remove a message's entries without sending or bouncing; returns how many."""
+
     # -- maintenance -----------------------------------------------------------
     @abc.abstractmethod
     async def collect_garbage(self) -> int:
         """Remove blobs no message refers to; returns how many."""
+
+    # -- imap --------------------------------------------------------------------
+    # Helpers with portable defaults built on the methods above; a backend overrides them
+    # where one query does better.
+
+    async def select_snapshot(self, mailbox_id: int) -> MailboxSnapshot:
+        """The UIDs, counters, first unseen UID and keywords of a mailbox (IMAP SELECT)."""
+        status = await self.mailbox_status(mailbox_id)
+        uids: list[int] = []
+        keywords: set[str] = set()
+        first_unseen = None
+        async for batch in self.iter_messages(mailbox_id):
+            for m in batch:
+                uids.append(m.uid)
+                keywords |= m.keywords
+                if first_unseen is None and not m.has(Flag.SEEN):
+                    first_unseen = m.uid
+        return MailboxSnapshot(uids, status.uidvalidity, status.uidnext, status.highestmodseq,
+                               first_unseen, frozenset(keywords))
+
+    async def messages_by_uid(self, mailbox_id: int, uids: Sequence[int]) -> list[Message]:
+        """The messages among ``uids`` (ascending) that still exist, by ascending UID."""
+        wanted = set(uids)
+        if not wanted:
+            return []
+        found = await self.list_messages(mailbox_id, min(wanted), max(wanted))
+        return [m for m in found if m.uid in wanted]
+
+    async def mailbox_changes(self, mailbox_id: int, modseq: int) -> tuple[int, list[Message], list[int]]:
+        """(HIGHESTMODSEQ, messages changed after ``modseq``, UIDs expunged after it)."""
+        status = await self.mailbox_status(mailbox_id)
+        changed, vanished = await self.changes_since(mailbox_id, modseq)
+        return status.highestmodseq, changed, vanished
+
+    async def parsed_many(self, blob_ids: Sequence[int]) -> dict[int, dict]:
+        """The cached parses of several blobs (FETCH ENVELOPE over many messages)."""
+        return {blob_id: await self.parsed(blob_id) for blob_id in set(blob_ids)}
+
+    # -- dmarc -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def add_dmarc_evaluation(self, evaluation: DmarcEvaluation) -> None:
+        """Keep one DMARC evaluation for the aggregate reports."""
+
+    @abc.abstractmethod
+    async def dmarc_evaluations(self, policy_domain: str | None, since: int, until: int) -> list[DmarcEvaluation]:
+        """Evaluations received in [since, until), of one policy domain or (None) of all, oldest first."""
+
+    @abc.abstractmethod
+    async def delete_dmarc_evaluations(self, before: int) -> int:
+        """Forget evaluations received before ``before`` (once reported); returns how many."""
+
+    async def uids_with_subject(self, mailbox_id: int, text: str) -> list[int] | None:
+        """UIDs whose subject may contain ``text`` (ASCII case-insensitive), a superset for
+        IMAP SEARCH SUBJECT to check exactly; None when the backend cannot narrow it."""
+        return None
+
+    async def messages_with_parsed(self, mailbox_id: int, uids: Sequence[int]) -> list[tuple[Message, dict]]:
+        """`messages_by_uid` with each message's cached parse, in one round trip where the
+        backend can (FETCH ENVELOPE, SEARCH on headers)."""
+        messages = await self.messages_by_uid(mailbox_id, uids)
+        parsed = await self.parsed_many([m.blob_id for m in messages])
+        return [(m, parsed[m.blob_id]) for m in messages]
+

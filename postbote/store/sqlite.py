@@ -43,14 +43,22 @@ from .types import (
     Flag,
     FlagMode,
     Mailbox,
+    MailboxSnapshot,
     MailboxStatus,
     Message,
     NotFound,
     OutboundEntry,
     OutboundMessage,
+    QueuedEntry,
+    QueuedRecipient,
     QuotaExceeded,
+    RecipientResult,
     StoreError,
 )
+from .types import DmarcEvaluation  # -- dmarc --
+
+_DMARC_COLUMNS = ("received, source_ip, header_from, envelope_from, policy_domain, policy, disposition, "
+                  "result, dkim_aligned, spf_aligned, spf_domain, spf_result, dkim, override, rua")  # -- dmarc --
 
 T = TypeVar("T")
 
@@ -189,27 +197,30 @@ class SqliteDb:
         return self._conn()
 
     def _migrate(self) -> None:
-        """Apply ``migrations/NNNN_name.sql`` files above the database's version.
+        """Apply every ``migrations/NNNN_name.sql`` not applied yet, in number order.
 
-        The version is the file's number (``PRAGMA user_version``), so a
-        migration keeps its number forever and numbers only grow.
+        Applied numbers are recorded one by one (not as a single version), so
+        a migration that arrives with a lower number than one already applied
+        (two features developed side by side) is still applied.
         """
         files = sorted(
             (int(f.name[:4]), f)
             for f in resources.files("postbote.store").joinpath("migrations").iterdir()
             if f.name.endswith(".sql")
         )
-        newest = files[-1][0] if files else 0
+        known = {number for number, _ in files}
         with self._write() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > newest:
-                raise StoreError(f"database {self.path} has schema version {version}, newer than this "
-                                 f"postbote knows ({newest})")
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY, applied INTEGER)")
+            applied = {r[0] for r in conn.execute("SELECT number FROM schema_migrations")}
+            if applied - known:
+                raise StoreError(f"database {self.path} has migrations {sorted(applied - known)} that this "
+                                 f"postbote does not know: it is newer than this program")
             for number, f in files:
-                if number > version:
+                if number not in applied:
                     for statement in _split_sql(f.read_text()):
                         conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version={number}")
+                    conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (number, int(time.time())))
+                    conn.execute(f"PRAGMA user_version={max(known)}")
 
     def schema_version(self) -> int:
         return self._read().execute("PRAGMA user_version").fetchone()[0]
@@ -753,6 +764,95 @@ class SqliteDb:
             conn.execute("COMMIT")
         return [_message(r) for r in rows], vanished
 
+    # -- outbound queue --------------------------------------------------------
+    _ENTRY_COLUMNS = ("o.id, o.queue_id, o.blob_id, o.sender, o.domain, o.created, o.next_attempt, o.attempts,"
+                      " o.held, o.last_reply, o.envid, o.ret, o.smtputf8, o.body, o.delay_notified, o.lease_until")
+
+    def _entries(self, conn: sqlite3.Connection, where: str, args: Sequence[Any], tail: str = "") -> list[QueuedEntry]:
+        rows = conn.execute(f"SELECT {self._ENTRY_COLUMNS} FROM outbound o WHERE {where} {tail}", args).fetchall()
+        rcpts: dict[int, list[QueuedRecipient]] = {r[0]: [] for r in rows}
+        ids = list(rcpts)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for row in conn.execute(
+                    "SELECT entry_id, address, notify, orcpt, status, last_reply FROM outbound_rcpt"
+                    f" WHERE entry_id IN ({','.join('?' * len(chunk))}) ORDER BY rowid", chunk):
+                rcpts[row[0]].append(QueuedRecipient(*row[1:]))
+        return [QueuedEntry(r[0], r[1], r[2], r[3], r[4], tuple(rcpts[r[0]]), r[5], r[6], r[7], bool(r[8]), r[9],
+                            r[10], r[11], bool(r[12]), r[13], bool(r[14]), r[15]) for r in rows]
+
+    def due_outbound(self, now: int, limit: int = 500, exclude: Sequence[int] = ()) -> list[QueuedEntry]:
+        conn = self._read()
+        conn.execute("BEGIN")
+        try:
+            skip = f" AND o.id NOT IN ({','.join(str(int(i)) for i in exclude)})" if exclude else ""
+            return self._entries(
+                conn, "o.held = 0 AND o.next_attempt <= ? AND o.lease_until <= ?" + skip +
+                " AND EXISTS (SELECT 1 FROM outbound_rcpt r WHERE r.entry_id = o.id AND r.status = 'pending')",
+                (now, now), "ORDER BY o.next_attempt, o.id LIMIT " + str(int(limit)))
+        finally:
+            conn.execute("COMMIT")
+
+    def lease_outbound(self, entry_ids: Sequence[int], until: int, now: int) -> list[int]:
+        if not entry_ids:
+            return []
+        with self._write() as conn:
+            marks = ",".join("?" * len(entry_ids))
+            rows = conn.execute(f"UPDATE outbound SET lease_until = ? WHERE id IN ({marks}) AND held = 0"
+                                " AND lease_until <= ? RETURNING id", (until, *entry_ids, now)).fetchall()
+        return sorted(r[0] for r in rows)
+
+    def renew_outbound_leases(self, entry_ids: Sequence[int], until: int) -> None:
+        if not entry_ids:
+            return
+        with self._write() as conn:
+            conn.execute(f"UPDATE outbound SET lease_until = ? WHERE id IN ({','.join('?' * len(entry_ids))})",
+                         (until, *entry_ids))
+
+    def record_outbound_attempt(self, entry_id: int, results: Sequence[RecipientResult], next_attempt: int,
+                                last_reply: str, delay_notified: bool = False) -> bool:
+        with self._write() as conn:
+            conn.executemany(
+                "UPDATE outbound_rcpt SET status = ?, last_reply = ? WHERE entry_id = ? AND address = ?"
+                " AND status = 'pending'", [(r.status, r.reply, entry_id, r.address) for r in results])
+            conn.execute("UPDATE outbound SET attempts = attempts + 1, last_reply = ?, next_attempt = ?,"
+                         " lease_until = 0, delay_notified = MAX(delay_notified, ?) WHERE id = ?",
+                         (last_reply, next_attempt, int(delay_notified), entry_id))
+            left = conn.execute("SELECT 1 FROM outbound_rcpt WHERE entry_id = ? AND status = 'pending' LIMIT 1",
+                                (entry_id,)).fetchone()
+            if left is None:
+                self._drop_outbound(conn, "id = ?", (entry_id,))
+        return left is None
+
+    def _drop_outbound(self, conn: sqlite3.Connection, where: str, args: Sequence[Any]) -> int:
+        rows = conn.execute(f"DELETE FROM outbound WHERE {where} RETURNING blob_id", args).fetchall()
+        for (blob_id,) in rows:
+            conn.execute("UPDATE blobs SET refcount = refcount - 1 WHERE id = ?", (blob_id,))
+        return len(rows)
+
+    def get_outbound(self, queue_id: str) -> list[QueuedEntry]:
+        conn = self._read()
+        conn.execute("BEGIN")
+        try:
+            return self._entries(conn, "o.queue_id = ?", (queue_id,), "ORDER BY o.domain")
+        finally:
+            conn.execute("COMMIT")
+
+    def set_outbound_held(self, queue_id: str | None, held: bool) -> int:
+        with self._write() as conn:
+            where, args = ("queue_id = ?", (queue_id,)) if queue_id else ("1", ())
+            return conn.execute(f"UPDATE outbound SET held = ? WHERE {where} AND held != ?",
+                                (int(held), *args, int(held))).rowcount
+
+    def retry_outbound(self, queue_id: str | None, now: int) -> int:
+        with self._write() as conn:
+            where, args = ("queue_id = ?", (queue_id,)) if queue_id else ("1", ())
+            return conn.execute(f"UPDATE outbound SET next_attempt = ? WHERE {where}", (now, *args)).rowcount
+
+    def delete_outbound(self, queue_id: str) -> int:
+        with self._write() as conn:
+            return self._drop_outbound(conn, "queue_id = ?", (queue_id,))
+
     # -- maintenance -----------------------------------------------------------
     def collect_garbage(self) -> int:
         """Delete unreferenced blobs, rows and files together, under the write lock
@@ -771,6 +871,111 @@ class SqliteDb:
             for name in orphans:
                 self.blobs.remove(name)
         return len(orphans)
+
+
+    # -- dmarc -------------------------------------------------------------------
+    def add_dmarc_evaluation(self, e: DmarcEvaluation) -> None:
+        with self._write() as conn:
+            conn.execute(
+                f"INSERT INTO dmarc_evaluations ({_DMARC_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+                (e.received, e.source_ip, e.header_from, e.envelope_from, e.policy_domain, e.policy, e.disposition,
+                 e.result, int(e.dkim_aligned), int(e.spf_aligned), e.spf_domain, e.spf_result,
+                 json.dumps([list(d) for d in e.dkim]), e.override, ",".join(e.rua)))
+
+    def dmarc_evaluations(self, policy_domain: str | None, since: int, until: int) -> list[DmarcEvaluation]:
+        where, args = "received >= ? AND received < ?", [since, until]
+        if policy_domain is not None:
+            where += " AND policy_domain = ?"
+            args.append(policy_domain)
+        rows = self._read().execute(
+            f"SELECT id, {_DMARC_COLUMNS} FROM dmarc_evaluations WHERE {where} ORDER BY id", args)
+        return [DmarcEvaluation(*r[1:9], bool(r[9]), bool(r[10]), r[11], r[12],
+                                tuple(tuple(d) for d in json.loads(r[13])), r[14],
+                                tuple(u for u in r[15].split(",") if u), r[0]) for r in rows]
+
+    def delete_dmarc_evaluations(self, before: int) -> int:
+        with self._write() as conn:
+            return conn.execute("DELETE FROM dmarc_evaluations WHERE received < ?", (before,)).rowcount
+
+    # -- imap --------------------------------------------------------------------
+    def select_snapshot(self, mailbox_id: int) -> MailboxSnapshot:
+        conn = self._read()
+        conn.execute("BEGIN")  # one snapshot: no delivery falls between the UIDs and the counters
+        try:
+            mb = conn.execute("SELECT uidvalidity, uidnext, highestmodseq FROM mailboxes WHERE id = ?",
+                              (mailbox_id,)).fetchone()
+            if mb is None:
+                raise NotFound("no such mailbox")
+            uids = [r[0] for r in conn.execute("SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid",
+                                               (mailbox_id,))]
+            unseen = conn.execute("SELECT MIN(uid) FROM messages WHERE mailbox_id = ? AND (flags & 1) = 0",
+                                  (mailbox_id,)).fetchone()[0]
+            keywords: set[str] = set()
+            for (text,) in conn.execute("SELECT DISTINCT keywords FROM messages WHERE mailbox_id = ?"
+                                        " AND keywords != ''", (mailbox_id,)):
+                keywords.update(text.split())
+        finally:
+            conn.execute("COMMIT")
+        return MailboxSnapshot(uids, mb[0], mb[1], mb[2], unseen, frozenset(keywords))
+
+    def messages_by_uid(self, mailbox_id: int, uids: Sequence[int]) -> list[Message]:
+        found: list[Message] = []
+        conn = self._read()
+        for chunk in self._uid_chunks(sorted(uids)):
+            marks = ",".join("?" * len(chunk))
+            found += map(_message, conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND uid IN ({marks}) ORDER BY uid",
+                (mailbox_id, *chunk)))
+        return found
+
+    def mailbox_changes(self, mailbox_id: int, modseq: int) -> tuple[int, list[Message], list[int]]:
+        conn = self._read()
+        conn.execute("BEGIN")
+        try:
+            row = conn.execute("SELECT highestmodseq FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound("no such mailbox")
+            rows = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND modseq > ?"
+                                " ORDER BY uid", (mailbox_id, modseq)).fetchall()
+            vanished = [r[0] for r in conn.execute(
+                "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", (mailbox_id, modseq))]
+        finally:
+            conn.execute("COMMIT")
+        return row[0], [_message(r) for r in rows], vanished
+
+    def uids_with_subject(self, mailbox_id: int, text: str) -> list[int] | None:
+        if not text.isascii():
+            return None  # LIKE folds ASCII case only: it could miss a match
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        # The column holds the first 1000 characters, and non-ASCII text may fold to ASCII:
+        # such subjects stay candidates.
+        rows = self._read().execute(
+            "SELECT m.uid FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ?"
+            " AND (b.subject LIKE ? ESCAPE '\\' OR length(b.subject) >= 1000"
+            " OR length(b.subject) != length(CAST(b.subject AS BLOB))) ORDER BY m.uid",
+            (mailbox_id, pattern))
+        return [r[0] for r in rows]
+
+    def messages_with_parsed(self, mailbox_id: int, uids: Sequence[int]) -> list[tuple[Message, dict]]:
+        found: list[tuple[Message, dict]] = []
+        conn = self._read()
+        columns = ", ".join("m." + name.strip() for name in _MESSAGE_COLUMNS.split(","))
+        for chunk in self._uid_chunks(sorted(uids)):
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT {columns}, b.parsed FROM messages m JOIN blobs b ON b.id = m.blob_id"
+                f" WHERE m.mailbox_id = ? AND m.uid IN ({marks}) ORDER BY m.uid", (mailbox_id, *chunk))
+            found += [(_message(row[:-1]), json.loads(row[-1])) for row in rows]
+        return found
+
+    def parsed_many(self, blob_ids: Sequence[int]) -> dict[int, dict]:
+        found: dict[int, dict] = {}
+        conn = self._read()
+        for chunk in self._uid_chunks(sorted(set(blob_ids))):
+            marks = ",".join("?" * len(chunk))
+            for blob_id, text in conn.execute(f"SELECT id, parsed FROM blobs WHERE id IN ({marks})", tuple(chunk)):
+                found[blob_id] = json.loads(text)
+        return found
 
 
 def _apply_flags(m: Message, mode: FlagMode, flags: Flag, keywords: frozenset[str]) -> tuple[Flag, frozenset[str]]:
@@ -929,4 +1134,24 @@ class SqliteStore(Store):
     changes_since = _offloaded(SqliteDb.changes_since)
     list_outbound = _offloaded(SqliteDb.list_outbound)
     collect_garbage = _offloaded(SqliteDb.collect_garbage)
+    # -- outbound queue --
+    due_outbound = _offloaded(SqliteDb.due_outbound)
+    lease_outbound = _offloaded(SqliteDb.lease_outbound)
+    renew_outbound_leases = _offloaded(SqliteDb.renew_outbound_leases)
+    record_outbound_attempt = _offloaded(SqliteDb.record_outbound_attempt)
+    get_outbound = _offloaded(SqliteDb.get_outbound)
+    set_outbound_held = _offloaded(SqliteDb.set_outbound_held)
+    retry_outbound = _offloaded(SqliteDb.retry_outbound)
+    delete_outbound = _offloaded(SqliteDb.delete_outbound)
     sweep_orphans = _offloaded(SqliteDb.sweep_orphans)
+    # -- dmarc --
+    add_dmarc_evaluation = _offloaded(SqliteDb.add_dmarc_evaluation)
+    dmarc_evaluations = _offloaded(SqliteDb.dmarc_evaluations)
+    delete_dmarc_evaluations = _offloaded(SqliteDb.delete_dmarc_evaluations)
+    # -- imap --
+    select_snapshot = _offloaded(SqliteDb.select_snapshot)
+    messages_by_uid = _offloaded(SqliteDb.messages_by_uid)
+    mailbox_changes = _offloaded(SqliteDb.mailbox_changes)
+    parsed_many = _offloaded(SqliteDb.parsed_many)
+    messages_with_parsed = _offloaded(SqliteDb.messages_with_parsed)
+    uids_with_subject = _offloaded(SqliteDb.uids_with_subject)

@@ -221,3 +221,91 @@ class OutboundEntry:
     attempts: int
     held: bool
     last_reply: str
+
+
+# -- imap --
+
+
+@dataclass(frozen=True)
+class MailboxSnapshot:
+    """What IMAP SELECT needs, read in one snapshot so no change falls between its parts."""
+
+    uids: list[int]
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    first_unseen_uid: int | None
+    keywords: frozenset[str]
+
+
+# -- outbound queue ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class QueuedRecipient:
+    """One recipient of a queue entry with its own state (RFC 3461 wishes kept)."""
+
+    address: str
+    notify: str | None = None
+    orcpt: str | None = None
+    status: str = "pending"  # pending, sent, failed
+    last_reply: str = ""
+
+
+@dataclass(frozen=True)
+class QueuedEntry:
+    """Everything the queue runner needs to attempt one entry (one message, one domain)."""
+
+    id: int
+    queue_id: str
+    blob_id: int
+    sender: str
+    domain: str
+    recipients: tuple[QueuedRecipient, ...]
+    created: int
+    next_attempt: int
+    attempts: int
+    held: bool = False
+    last_reply: str = ""
+    envid: str | None = None
+    ret: str | None = None
+    smtputf8: bool = False
+    body: str | None = None
+    delay_notified: bool = False
+    lease_until: int = 0
+
+    @property
+    def pending(self) -> tuple[QueuedRecipient, ...]:
+        return tuple(r for r in self.recipients if r.status == "pending")
+
+
+@dataclass(frozen=True)
+class RecipientResult:
+    """The outcome of one delivery attempt for one recipient."""
+
+    address: str
+    status: str  # "sent", "failed", or "pending" (deferred)
+    reply: str = ""
+
+
+# -- dmarc --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DmarcEvaluation:
+    """One DMARC evaluation of an inbound message, kept for aggregate reports (RFC 7489 §7.2)."""
+
+    received: int  # Unix time
+    source_ip: str
+    header_from: str
+    envelope_from: str  # the MAIL FROM domain, "" for the null reverse-path
+    policy_domain: str
+    policy: str  # none, quarantine, reject: the p= or sp= that applied
+    disposition: str  # none, quarantine, reject: what was done
+    result: str  # pass, fail, temperror, ...
+    dkim_aligned: bool
+    spf_aligned: bool
+    spf_domain: str
+    spf_result: str
+    dkim: tuple[tuple[str, str, str], ...] = ()  # (domain, selector, result) per signature
+    override: str = ""  # forwarded, trusted_forwarder, sampled_out, local_policy (RFC 7489 appendix C)
+    rua: tuple[str, ...] = ()
+    id: int = 0

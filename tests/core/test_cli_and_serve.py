@@ -27,7 +27,9 @@ def postbote(*args: str, stdin: str = "", data: Path | None = None) -> subproces
 
 
 def write_config(tmp_path: Path, ports: dict[str, int]) -> Path:
-    lines = [f'data_dir = "{tmp_path / "data"}"', "[listen]"]
+    from tests.dnsserver import shared
+
+    lines = [f'data_dir = "{tmp_path / "data"}"', "[dns]", f'nameservers = ["{shared().address}"]', "[listen]"]
     lines += [f'{name} = ["127.0.0.1:{port}"]' for name, port in ports.items()]
     path = tmp_path / "postbote.toml"
     path.write_text("\n".join(lines) + "\n")
@@ -35,24 +37,33 @@ def write_config(tmp_path: Path, ports: dict[str, int]) -> Path:
 
 
 def start_serve(config: Path) -> subprocess.Popen:
+    """Start ``postbote serve``; its log goes to ``serve.log`` beside the config
+    (a file, not a pipe, so a chatty server can never stall on a full pipe)."""
+    log_path = config.parent / "serve.log"
+    start = log_path.stat().st_size if log_path.exists() else 0
+    log = open(log_path, "a")
     proc = subprocess.Popen([sys.executable, "-m", "postbote", "--config", str(config), "serve"],
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
+                            stderr=log, stdout=log, text=True)
+    log.close()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if "msg=ready" in line:
+        if "msg=ready" in log_path.read_text()[start:]:
             return proc
-        if not line and proc.poll() is not None:
+        if proc.poll() is not None:
             break
+        time.sleep(0.05)
     proc.kill()
-    raise AssertionError("server did not become ready")
+    raise AssertionError("server did not become ready: " + log_path.read_text()[-2000:])
+
+
+def serve_log(config: Path) -> str:
+    return (config.parent / "serve.log").read_text()
 
 
 def test_domain_user_alias_commands_round_trip(tmp_path):
     data = tmp_path / "data"
     assert postbote("domain", "add", "Example.COM", data=data).returncode == 0
-    assert postbote("domain", "list", data=data).stdout.split() == ["example.com"]
+    assert postbote("domain", "list", data=data).stdout.split() == ["example.com", "localhost"]
     r = postbote("user", "add", "Alice@example.com", "--password-stdin", stdin="long-password\n", data=data)
     assert r.returncode == 0, r.stderr
     assert postbote("user", "list", data=data).stdout.startswith("alice@example.com")
@@ -109,9 +120,10 @@ def test_serve_accepts_admin_commands_while_running_and_stops_on_sigterm(tmp_pat
         assert r.returncode == 0, r.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     assert proc.returncode == 0
-    assert "msg=stopped" in err and "Traceback" not in err
+    log = serve_log(config)
+    assert "msg=stopped" in log and "Traceback" not in log
 
 
 def test_serve_refuses_to_start_when_a_port_is_taken(tmp_path):

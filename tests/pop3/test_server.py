@@ -484,6 +484,28 @@ def test_too_many_errors_close_the_connection(server, alice):
     assert len([r for r in replies if r.startswith(b"-ERR unknown")]) == limit
 
 
+def test_idle_client_is_logged_out_without_update(server, alice, monkeypatch):
+    monkeypatch.setattr(pop3_server, "idle_timeout", lambda limits: 0.3)  # the RFC floor is 600 s
+    deliver(server, alice, b"Subject: 1\r\n\r\nx\r\n")
+    sock = raw_login(server)
+    assert command(sock, b"RETR 1").startswith(b"+OK")
+    read_until(sock, b"\r\n.\r\n")
+    assert command(sock, b"DELE 1").startswith(b"+OK")
+    assert read_line(sock) == b"-ERR autologout: idle for 0.3 seconds\r\n"
+    assert sock.recv(1) == b""
+    pop = login_when_free(server)
+    assert pop.stat()[0] == 1
+    pop.quit()
+    assert stored(server, alice)[0].has(Flag.SEEN)
+
+
+def test_commands_before_login_are_bounded(server, alice):
+    sock = raw_session(server)
+    sock.sendall(b"CAPA\r\n" * (pop3_server.MAX_COMMANDS_BEFORE_LOGIN + 1))
+    replies = read_until(sock, b"\0never")
+    assert replies.endswith(b"-ERR too many commands before login, closing connection\r\n")
+
+
 def test_pipelined_commands_are_answered_in_order(server, alice):
     deliver(server, alice, b"Subject: 1\r\n\r\nx\r\n")
     sock = raw_session(server)

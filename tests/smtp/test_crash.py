@@ -81,4 +81,4 @@ def test_sigkill_during_500_message_load_loses_no_acknowledged_message(tmp_path)
             c.sendmail("x@example.org", ["alice@localhost"], b"Subject: after\r\n\r\nrestart\r\n")
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=60)
+        proc.wait(timeout=60)

@@ -1,0 +1,130 @@
+"""Benchmark (not a test): inbound SMTP, postbote against Postfix, in one run.
+
+Postfix's own load generator ``smtp-source`` sends to postbote and to a
+private Postfix instance (virtual mailbox delivery into Maildirs) on
+loopback, interleaved, at several concurrencies and message sizes. For each
+it reports messages per second *delivered* (postbote: its 250 means the
+message is fsynced into the mailbox; Postfix: counted when the Maildir file
+exists, since Postfix's 250 only means "queued"), and CPU seconds per 1000
+messages of the server's processes.
+
+    .venv/bin/python bench/smtp.py [--messages 2000] [--concurrency 1,10,50] [--sizes 2,100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from postfix_peer import PostfixInstance, cpu_seconds, ensure_installed  # noqa: E402
+
+from tests.dnsserver import DnsServer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DOMAIN = "bench.test"
+USER = "user"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_postbote(tmp: Path, dns: DnsServer) -> tuple[subprocess.Popen, int]:
+    """postbote with its resolver on a loopback DNS server (every name NXDOMAIN),
+    so inbound checks (SPF, DKIM, DMARC) run but never leave the machine."""
+    tmp.mkdir(parents=True)
+    port = free_port()
+    ports = {name: free_port() for name in ("submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")}
+    config = tmp / "postbote.toml"
+    config.write_text(
+        f'data_dir = "{tmp / "data"}"\ndomains = ["{DOMAIN}"]\n[dns]\nnameservers = ["{dns.address}"]\n'
+        '[log]\nlevel = "warning"\n[limits]\n'
+        "max_connections_per_ip = 1000\n[listen]\n"
+        f'smtp = ["127.0.0.1:{port}"]\n' + "".join(f'{k} = ["127.0.0.1:{v}"]\n' for k, v in ports.items()))
+    bin_dir = Path(sys.executable).parent
+    subprocess.run([bin_dir / "postbote", "--config", config, "user", "add", f"{USER}@{DOMAIN}",
+                    "--password-stdin"], input=b"bench-password\n", check=True, capture_output=True)
+    proc = subprocess.Popen([bin_dir / "postbote", "--config", config, "serve"], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("postbote did not start")
+
+
+def postbote_delivered(tmp: Path) -> int:
+    import sqlite3
+
+    db = sqlite3.connect(tmp / "data" / "postbote.db")
+    try:
+        return db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+    finally:
+        db.close()
+
+
+def smtp_source(port: int, messages: int, sessions: int, size: int) -> None:
+    subprocess.run(["smtp-source", "-d", "-s", str(sessions), "-m", str(messages), "-l", str(size),
+                    "-f", "bench@example.org", "-t", f"{USER}@{DOMAIN}", f"127.0.0.1:{port}"],
+                   check=True, capture_output=True, timeout=1800)
+
+
+def measure(port: int, pids: list[int], delivered, messages: int, sessions: int, size: int) -> tuple[float, float]:
+    before_count = delivered()
+    before_cpu = cpu_seconds(pids)
+    start = time.monotonic()
+    smtp_source(port, messages, sessions, size)
+    while delivered() < before_count + messages and time.monotonic() - start < 600:
+        time.sleep(0.01)
+    elapsed = time.monotonic() - start
+    cpu = cpu_seconds(pids) - before_cpu
+    return messages / elapsed, cpu / messages * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--concurrency", default="1,10,50")
+    parser.add_argument("--sizes", default="2,100", help="message sizes in KB")
+    args = parser.parse_args()
+    ensure_installed()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        os.chmod(tmp, 0o755)
+        dns = DnsServer().start()
+        pb, pb_port = start_postbote(tmp / "postbote", dns)
+        pf = PostfixInstance(tmp / "postfix", free_port(), DOMAIN, [USER]).start()
+        try:
+            print(f"{'size':>5} {'conc':>4} | {'postbote msg/s':>14} {'cpu s/1k':>8} | "
+                  f"{'postfix msg/s':>13} {'cpu s/1k':>8} | {'ratio':>5}")
+            for size_kb in (int(s) for s in args.sizes.split(",")):
+                for conc in (int(c) for c in args.concurrency.split(",")):
+                    n = args.messages if size_kb < 50 else max(200, args.messages // 4)
+                    pb_rate, pb_cpu = measure(pb_port, [pb.pid], lambda: postbote_delivered(tmp / "postbote"),
+                                              n, conc, size_kb * 1024)
+                    pf_rate, pf_cpu = measure(pf.port, pf.pids(), pf.delivered, n, conc, size_kb * 1024)
+                    print(f"{size_kb:>4}K {conc:>4} | {pb_rate:>14.1f} {pb_cpu:>8.2f} | "
+                          f"{pf_rate:>13.1f} {pf_cpu:>8.2f} | {pb_rate / pf_rate:>5.2f}", flush=True)
+        finally:
+            pb.send_signal(signal.SIGTERM)
+            pb.wait(30)
+            pf.stop()
+            dns.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The outbound queue: routing, TLS policy, the SMTP sender, retries, DSN bounces."""
