@@ -97,6 +97,7 @@ POLICIES = {
 
 
 def listeners(app: "App") -> list[Listener]:
+    prepare_spool(app.settings.data_path / "spool")
     out = []
     for name, policy in POLICIES.items():
         addresses = getattr(app.settings.listen, name)
@@ -109,6 +110,14 @@ def listeners(app: "App") -> list[Listener]:
                             busy_reply=b"421 4.7.0 Too many connections, try again later\r\n",
                             ssl_context=app.ssl_context if policy.implicit_tls else None))
     return out
+
+
+def prepare_spool(folder: Path) -> None:
+    """Create the spool folder; files left in it by a crash never got a 250,
+    so they are removed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for leftover in folder.iterdir():
+        leftover.unlink(missing_ok=True)
 
 
 @dataclass
@@ -205,6 +214,7 @@ class SmtpSession:
     async def _answer(self, ev: Event) -> Reply | list[Reply]:
         match ev:
             case Helo():
+                self._discard_spool()
                 self.tx = None
                 return Reply(250, None, f"Hello {ev.name}")
             case MailFrom():
@@ -242,6 +252,7 @@ class SmtpSession:
         assert self.app.ssl_context is not None
         await self.writer.start_tls(self.app.ssl_context)
         self.core.tls_established()
+        self._discard_spool()
         self.tx = None
         event(log, "starttls", session=self.conn.id, tls=describe(self.writer.get_extra_info("ssl_object")))
 
@@ -270,7 +281,10 @@ class SmtpSession:
                 return R.BAD_SENDER
             if sender not in allowed:
                 return SENDER_NOT_OWNED
-        self.tx = _Transaction(new_queue_id(), ev)
+        tx = _Transaction(new_queue_id(), ev)
+        if not await self._open_spool(tx):
+            return R.TEMPORARY_FAILURE
+        self.tx = tx
         return R.SENDER_OK
 
     async def _rcpt(self, ev: RcptTo) -> Reply:
@@ -295,41 +309,41 @@ class SmtpSession:
         if resolved.accounts and not resolved.remote and all(
                 a.quota and a.used >= a.quota for a in resolved.accounts):
             return MAILBOX_FULL
-        if resolved.remote and self.account is None and not resolved.accounts:
-            pass  # an alias forwarding outside: accepted, the queue relays it
         self.tx.recipients.append(Recipient(str(parse_address(address)), tuple(a.id for a in resolved.accounts),
                                             resolved.remote, notify, orcpt))
         return R.RECIPIENT_OK
 
     # -- message data ----------------------------------------------------------
-    def _open_spool(self) -> None:
-        assert self.tx is not None
-        spool_dir = self.settings.data_path / "spool"
-        spool_dir.mkdir(exist_ok=True)
-        self.tx.spool_path = spool_dir / f"{self.tx.queue_id}.{self.conn.id}"
-        self.tx.spool = open(self.tx.spool_path, "wb")
-        trace = self._trace_headers()
-        self.tx.spool.write(trace)
-        self.tx.trace_length = len(trace)
-
-    def _data_start(self) -> Reply:
+    async def _open_spool(self, tx: _Transaction) -> bool:
+        """Create the transaction's spool file, off the loop: creating a file can
+        wait on a folder lock while other threads fsync and link."""
+        path = self.settings.data_path / "spool" / f"{tx.queue_id}.{self.conn.id}"
         try:
-            self._open_spool()
+            tx.spool = await asyncio.get_running_loop().run_in_executor(self.app.executor, open, path, "wb")
         except OSError as exc:
             event(log, "spool open failed", logging.ERROR, session=self.conn.id, error=str(exc))
+            return False
+        tx.spool_path = path
+        return True
+
+    def _write_trace(self, tx: _Transaction) -> None:
+        """Our trace fields go first, once, when the recipients are known."""
+        if tx.trace_length == 0 and tx.spool is not None:
+            trace = self._trace_headers()
+            tx.trace_length = len(trace)
+            self._spool_write(trace)
+
+    def _data_start(self) -> Reply:
+        if self.tx is None or self.tx.spool is None:
             return R.TEMPORARY_FAILURE
+        self._write_trace(self.tx)
         return R.START_DATA
 
     def _spool_write(self, data: bytes) -> None:
         tx = self.tx
-        if tx is None:
-            return
-        if tx.spool is None:  # the first BDAT chunk opens the spool
-            try:
-                self._open_spool()
-            except OSError:
-                return
-        assert tx.spool is not None
+        if tx is None or tx.spool is None:
+            return  # the spool failed: the end of data answers a temporary failure
+        self._write_trace(tx)  # BDAT has no DATA command: the first chunk writes it
         try:
             tx.spool.write(data)
         except OSError as exc:
@@ -338,8 +352,8 @@ class SmtpSession:
             tx.spool = None
 
     async def _bdat_end(self, ev: BdatEnd) -> Reply | list[Reply]:
-        if self.tx is not None and self.tx.spool is None and self.tx.spool_path is None:
-            self._spool_write(b"")
+        if self.tx is not None:
+            self._write_trace(self.tx)  # BDAT 0 LAST: a message with no octets
         if not ev.last:
             return R.CHUNK_OK
         return await self._data_end(ev.oversized, ev.bare_newline)

@@ -37,6 +37,7 @@ from .types import (
     OutboundMessage,
     QueuedEntry,
     RecipientResult,
+    StoreError,
 )
 from .types import DmarcEvaluation  # -- dmarc --
 
@@ -327,4 +328,17 @@ class Store(abc.ABC):
         messages = await self.messages_by_uid(mailbox_id, uids)
         parsed = await self.parsed_many([m.blob_id for m in messages])
         return [(m, parsed[m.blob_id]) for m in messages]
+
+    async def get_metadata(self, account_id: int, mailbox_id: int, prefixes: Sequence[str],
+                           depth: int | None) -> list[tuple[str, bytes]]:
+        """IMAP METADATA entries (RFC 5464) named by ``prefixes`` (lowercase): each one itself,
+        plus entries up to ``depth`` levels below it (None: all). ``mailbox_id`` 0 is the
+        account's own entries. Sorted by name."""
+        raise StoreError("this store keeps no IMAP metadata")
+
+    async def set_metadata(self, account_id: int, mailbox_id: int,
+                           entries: Sequence[tuple[str, bytes | None]], max_entries: int) -> None:
+        """Set (None: remove) entries in one transaction; raises QuotaExceeded when the account
+        would hold more than ``max_entries`` entries."""
+        raise StoreError("this store keeps no IMAP metadata")
 

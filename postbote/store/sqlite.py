@@ -968,6 +968,34 @@ class SqliteDb:
             found += [(_message(row[:-1]), json.loads(row[-1])) for row in rows]
         return found
 
+    def get_metadata(self, account_id: int, mailbox_id: int, prefixes: Sequence[str],
+                     depth: int | None) -> list[tuple[str, bytes]]:
+        rows = self._read().execute("SELECT entry, value FROM imap_metadata WHERE account_id = ?"
+                                    " AND mailbox_id = ? ORDER BY entry", (account_id, mailbox_id)).fetchall()
+        found = []
+        for entry, value in rows:
+            for prefix in prefixes:
+                below = entry[len(prefix):]
+                if entry == prefix or (depth != 0 and entry.startswith(prefix + "/")
+                                       and (depth is None or below.count("/") <= depth)):
+                    found.append((entry, bytes(value)))
+                    break
+        return found
+
+    def set_metadata(self, account_id: int, mailbox_id: int,
+                     entries: Sequence[tuple[str, bytes | None]], max_entries: int) -> None:
+        with self._write() as conn:
+            for entry, value in entries:
+                if value is None:
+                    conn.execute("DELETE FROM imap_metadata WHERE account_id = ? AND mailbox_id = ? AND entry = ?",
+                                 (account_id, mailbox_id, entry))
+                else:
+                    conn.execute("INSERT OR REPLACE INTO imap_metadata VALUES (?, ?, ?, ?)",
+                                 (account_id, mailbox_id, entry, value))
+            count = conn.execute("SELECT COUNT(*) FROM imap_metadata WHERE account_id = ?", (account_id,)).fetchone()[0]
+            if count > max_entries:
+                raise QuotaExceeded(f"more than {max_entries} metadata entries")
+
     def parsed_many(self, blob_ids: Sequence[int]) -> dict[int, dict]:
         found: dict[int, dict] = {}
         conn = self._read()
@@ -1153,5 +1181,7 @@ class SqliteStore(Store):
     messages_by_uid = _offloaded(SqliteDb.messages_by_uid)
     mailbox_changes = _offloaded(SqliteDb.mailbox_changes)
     parsed_many = _offloaded(SqliteDb.parsed_many)
+    get_metadata = _offloaded(SqliteDb.get_metadata)
+    set_metadata = _offloaded(SqliteDb.set_metadata)
     messages_with_parsed = _offloaded(SqliteDb.messages_with_parsed)
     uids_with_subject = _offloaded(SqliteDb.uids_with_subject)

@@ -1,5 +1,5 @@
 """The IMAP server over real loopback sockets with imaplib and raw transcripts: login rules,
-mailbox commands, APPEND, FETCH, STORE, COPY/MOVE, EXPUNGE, SEARCH and the extensions."""
+mailbox commands, APPEND, FETCH, STORE, COPY/MOVE and EXPUNGE."""
 
 from __future__ import annotations
 
