@@ -632,14 +632,13 @@ class Pop3Session:
                                             f"({deleted} messages deleted)")))
 
     async def _expunge(self, numbers: frozenset[int]) -> int:
-        """RFC 1939 §6 UPDATE: remove exactly the messages marked with DELE. \\Deleted first,
-        since the store's expunge removes only flagged messages among the UIDs it is given."""
+        """RFC 1939 §6 UPDATE: remove exactly the messages marked with DELE, in one
+        transaction, whatever their flags."""
         if not numbers:
             return 0
         maildrop = self._opened()
         uids = maildrop.store_uids(numbers)
-        await self.app.store.store_flags(maildrop.mailbox_id, uids, FlagMode.ADD, Flag.DELETED)
-        return len(await self.app.store.expunge(maildrop.mailbox_id, uids))
+        return len(await self.app.store.remove_messages(maildrop.mailbox_id, uids))
 
     async def _mark_seen(self, numbers: set[int] | frozenset[int]) -> None:
         if not numbers or self.maildrop is None:

@@ -40,6 +40,7 @@ from .types import (
     StoreError,
 )
 from .types import DmarcEvaluation  # -- dmarc --
+from .types import SpamCounts  # -- spam --
 
 
 class Store(abc.ABC):
@@ -207,6 +208,11 @@ class Store(abc.ABC):
         """Remove \\Deleted messages (all of them, or those among ``uids``); returns their UIDs."""
 
     @abc.abstractmethod
+    async def remove_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[int]:
+        """Expunge exactly these UIDs, flagged \\Deleted or not, in one transaction
+        (POP3's UPDATE state, RFC 1939 §6); returns the UIDs removed."""
+
+    @abc.abstractmethod
     async def copy_messages(self, mailbox_id: int, uids: Sequence[int], target_id: int) -> list[tuple[int, int]]:
         """Copy; returns (source UID, new UID) pairs. Raises QuotaExceeded."""
 
@@ -342,3 +348,38 @@ class Store(abc.ABC):
         would hold more than ``max_entries`` entries."""
         raise StoreError("this store keeps no IMAP metadata")
 
+    # -- spam --------------------------------------------------------------------
+    # The built-in spam filter's state (postbote/filters/spam/). Account 0 is the global model.
+    async def spam_counts(self, account_ids: Sequence[int], tokens: Sequence[str]) -> dict[int, SpamCounts]:
+        """The learned counts of ``tokens`` in each model of ``account_ids``."""
+        raise StoreError("this store keeps no spam filter state")
+
+    async def spam_learn(self, account_id: int, blob_id: int, tokens: Sequence[str], spam: bool,
+                         now: int, sender: str = "") -> bool:
+        """Train one message into the account's model and the global one, in one transaction.
+
+        A message trained the other way before is untrained first (the user changed their
+        mind); one trained this way already is left alone: returns False. ``sender`` (the
+        message's From address) also moves the sender's reputation with this account.
+        """
+        raise StoreError("this store keeps no spam filter state")
+
+    async def spam_reputation(self, account_id: int, sender: str) -> tuple[int, int]:
+        """(spam, ham): earlier verdicts and trainings of mail from ``sender`` to this account."""
+        raise StoreError("this store keeps no spam filter state")
+
+    async def spam_record_verdict(self, account_ids: Sequence[int], sender: str, spam: bool, now: int) -> None:
+        """Count one more spam (or ham) verdict of mail from ``sender`` for each account."""
+        raise StoreError("this store keeps no spam filter state")
+
+    async def greylist_touch(self, triplet: str, now: int) -> tuple[int, int]:
+        """(first seen, passed at or 0) of a greylisting triplet; a new one is first seen ``now``."""
+        raise StoreError("this store keeps no greylist")
+
+    async def greylist_pass(self, triplet: str, now: int) -> None:
+        """Mark a triplet as let through (its retry came after the delay)."""
+        raise StoreError("this store keeps no greylist")
+
+    async def greylist_expire(self, before: int) -> int:
+        """Forget triplets not seen since ``before``; returns how many."""
+        raise StoreError("this store keeps no greylist")

@@ -56,6 +56,7 @@ from .types import (
     StoreError,
 )
 from .types import DmarcEvaluation  # -- dmarc --
+from .types import SpamCounts  # -- spam --
 
 _DMARC_COLUMNS = ("received, source_ip, header_from, envelope_from, policy_domain, policy, disposition, "
                   "result, dkim_aligned, spf_aligned, spf_domain, spf_result, dkim, override, rua")  # -- dmarc --
@@ -685,6 +686,13 @@ class SqliteDb:
             self.feed.publish(Change(account_id, mailbox_id, modseq, frozenset({"expunge"})))
         return gone
 
+    def remove_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[int]:
+        with self._write() as conn:
+            gone, account_id, modseq = self._expunge(conn, mailbox_id, uids, only_deleted=False)
+        if gone:
+            self.feed.publish(Change(account_id, mailbox_id, modseq, frozenset({"expunge"})))
+        return gone
+
     def _expunge(self, conn: sqlite3.Connection, mailbox_id: int, uids: Sequence[int],
                  only_deleted: bool) -> tuple[list[int], int, int]:
         account_id, modseq = conn.execute(
@@ -897,6 +905,66 @@ class SqliteDb:
         with self._write() as conn:
             return conn.execute("DELETE FROM dmarc_evaluations WHERE received < ?", (before,)).rowcount
 
+    # -- spam --------------------------------------------------------------------
+    def spam_counts(self, account_ids: Sequence[int], tokens: Sequence[str]) -> dict[int, SpamCounts]:
+        conn = self._read()
+        wanted = list(dict.fromkeys(tokens))
+        out: dict[int, SpamCounts] = {}
+        for account_id in dict.fromkeys(account_ids):
+            row = conn.execute("SELECT spam, ham FROM spam_totals WHERE account_id = ?", (account_id,)).fetchone()
+            found: dict[str, tuple[int, int]] = {}
+            if row is not None:
+                for i in range(0, len(wanted), _SPAM_BATCH):
+                    chunk = wanted[i:i + _SPAM_BATCH]
+                    found.update((t, (sp, hm)) for t, sp, hm in conn.execute(
+                        f"SELECT token, spam, ham FROM spam_tokens WHERE account_id = ? AND token IN "
+                        f"({', '.join('?' * len(chunk))})", (account_id, *chunk)))
+            out[account_id] = SpamCounts(row[0] if row else 0, row[1] if row else 0, found)
+        return out
+
+    def spam_learn(self, account_id: int, blob_id: int, tokens: Sequence[str], spam: bool,
+                   now: int, sender: str = "") -> bool:
+        unique = list(dict.fromkeys(tokens))
+        with self._write() as conn:
+            row = conn.execute("SELECT spam FROM spam_trained WHERE account_id = ? AND blob_id = ?",
+                               (account_id, blob_id)).fetchone()
+            if row is not None and bool(row[0]) == spam:
+                return False
+            for model in dict.fromkeys((account_id, 0)):
+                if row is not None:
+                    _spam_count(conn, model, unique, not spam, -1)
+                _spam_count(conn, model, unique, spam, +1)
+            conn.execute("INSERT OR REPLACE INTO spam_trained VALUES (?, ?, ?, ?)", (account_id, blob_id, int(spam), now))
+            if sender:
+                _reputation(conn, account_id, sender, spam, now, undo=row is not None)
+        return True
+
+    def spam_reputation(self, account_id: int, sender: str) -> tuple[int, int]:
+        row = self._read().execute("SELECT spam, ham FROM spam_reputation WHERE account_id = ? AND sender = ?",
+                                   (account_id, sender.lower())).fetchone()
+        return (row[0], row[1]) if row else (0, 0)
+
+    def spam_record_verdict(self, account_ids: Sequence[int], sender: str, spam: bool, now: int) -> None:
+        with self._write() as conn:
+            for account_id in dict.fromkeys(account_ids):
+                _reputation(conn, account_id, sender, spam, now)
+
+    def greylist_touch(self, triplet: str, now: int) -> tuple[int, int]:
+        with self._write() as conn:
+            conn.execute("INSERT INTO greylist (triplet, first_seen, passed, updated) VALUES (?, ?, 0, ?) "
+                         "ON CONFLICT (triplet) DO UPDATE SET updated = excluded.updated", (triplet, now, now))
+            first, passed = conn.execute("SELECT first_seen, passed FROM greylist WHERE triplet = ?",
+                                         (triplet,)).fetchone()
+        return first, passed
+
+    def greylist_pass(self, triplet: str, now: int) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE greylist SET passed = ?, updated = ? WHERE triplet = ?", (now, now, triplet))
+
+    def greylist_expire(self, before: int) -> int:
+        with self._write() as conn:
+            return conn.execute("DELETE FROM greylist WHERE updated < ?", (before,)).rowcount
+
     # -- imap --------------------------------------------------------------------
     def select_snapshot(self, mailbox_id: int) -> MailboxSnapshot:
         conn = self._read()
@@ -1024,6 +1092,36 @@ def _split_sql(script: str) -> list[str]:
             statements.append("\n".join(current))
             current = []
     return [s for s in statements if s.strip()]
+
+
+# -- spam --
+_SPAM_BATCH = 500  # tokens per IN (...) query: well under SQLite's bound on parameters
+
+
+def _spam_count(conn: sqlite3.Connection, model: int, tokens: list[str], spam: bool, delta: int) -> None:
+    """Add ``delta`` to the spam (or ham) count of a model and of each of ``tokens`` in it."""
+    column = "spam" if spam else "ham"
+    conn.execute(f"INSERT INTO spam_totals (account_id, {column}) VALUES (?, max(?, 0)) "
+                 f"ON CONFLICT (account_id) DO UPDATE SET {column} = max({column} + ?, 0)", (model, delta, delta))
+    conn.executemany(
+        f"INSERT INTO spam_tokens (account_id, token, {column}) VALUES (?, ?, max(?, 0)) "
+        f"ON CONFLICT (account_id, token) DO UPDATE SET {column} = max({column} + ?, 0)",
+        [(model, t, delta, delta) for t in tokens])
+    if delta < 0:
+        conn.executemany("DELETE FROM spam_tokens WHERE account_id = ? AND token = ? AND spam = 0 AND ham = 0",
+                         [(model, t) for t in tokens])
+
+
+def _reputation(conn: sqlite3.Connection, account_id: int, sender: str, spam: bool, now: int,
+                undo: bool = False) -> None:
+    """One more spam (or ham) mark for ``sender``; ``undo`` also takes back one of the other kind."""
+    column, other = ("spam", "ham") if spam else ("ham", "spam")
+    conn.execute(f"INSERT INTO spam_reputation (account_id, sender, {column}, updated) VALUES (?, ?, 1, ?) "
+                 f"ON CONFLICT (account_id, sender) DO UPDATE SET {column} = {column} + 1, updated = excluded.updated",
+                 (account_id, sender.lower(), now))
+    if undo:
+        conn.execute(f"UPDATE spam_reputation SET {other} = max({other} - 1, 0) WHERE account_id = ? AND sender = ?",
+                     (account_id, sender.lower()))
 
 
 # -- the asynchronous contract -------------------------------------------------
@@ -1157,6 +1255,7 @@ class SqliteStore(Store):
     parsed = _offloaded(SqliteDb.parsed)
     store_flags = _offloaded(SqliteDb.store_flags)
     expunge = _offloaded(SqliteDb.expunge)
+    remove_messages = _offloaded(SqliteDb.remove_messages)
     copy_messages = _offloaded(SqliteDb.copy_messages)
     move_messages = _offloaded(SqliteDb.move_messages)
     changes_since = _offloaded(SqliteDb.changes_since)
@@ -1176,6 +1275,14 @@ class SqliteStore(Store):
     add_dmarc_evaluation = _offloaded(SqliteDb.add_dmarc_evaluation)
     dmarc_evaluations = _offloaded(SqliteDb.dmarc_evaluations)
     delete_dmarc_evaluations = _offloaded(SqliteDb.delete_dmarc_evaluations)
+    # -- spam --
+    spam_counts = _offloaded(SqliteDb.spam_counts)
+    spam_learn = _offloaded(SqliteDb.spam_learn)
+    spam_reputation = _offloaded(SqliteDb.spam_reputation)
+    spam_record_verdict = _offloaded(SqliteDb.spam_record_verdict)
+    greylist_touch = _offloaded(SqliteDb.greylist_touch)
+    greylist_pass = _offloaded(SqliteDb.greylist_pass)
+    greylist_expire = _offloaded(SqliteDb.greylist_expire)
     # -- imap --
     select_snapshot = _offloaded(SqliteDb.select_snapshot)
     messages_by_uid = _offloaded(SqliteDb.messages_by_uid)

@@ -336,3 +336,16 @@ async def test_outbound_recipients_are_queued_per_domain_with_the_delivery(make_
         await store.expunge(box.id)
         assert await store.collect_garbage() == 0
         assert await store.read_blob(entries[0].blob_id) == message()
+
+
+async def test_remove_messages_takes_exactly_the_given_uids_whatever_their_flags(make_store):
+    async with make_store() as store:
+        acct = await account(store)
+        for i in range(4):
+            await deliver(store, acct, message(f"m{i}"))
+        box = await inbox(store, acct)
+        await store.store_flags(box.id, [4], FlagMode.ADD, Flag.DELETED)
+        assert await store.remove_messages(box.id, [1, 3, 99]) == [1, 3]
+        assert [m.uid for m in await store.list_messages(box.id)] == [2, 4]
+        _, vanished = await store.changes_since(box.id, 0)
+        assert vanished == [1, 3]
