@@ -100,19 +100,24 @@ smtpd_client_connection_rate_limit = 0
             master = int(pid_file.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return []
-        out = [master]
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    stat = Path(f"/proc/{entry}/stat").read_text()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == master:
-                    out.append(int(entry))
-        return out
+        return process_tree(master)
 
     def stop(self) -> None:
         subprocess.run(["postfix", "-c", str(self.config), "stop"], capture_output=True)
+
+
+def process_tree(pid: int) -> list[int]:
+    """A process and its direct children."""
+    out = [pid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
 
 
 def cpu_seconds(pids: list[int]) -> float:

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from postfix_peer import PostfixInstance, cpu_seconds, ensure_installed  # noqa: E402
+from postfix_peer import PostfixInstance, cpu_seconds, ensure_installed, process_tree  # noqa: E402
 
 from tests.dnsserver import DnsServer  # noqa: E402
 
@@ -41,7 +41,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_postbote(tmp: Path, dns: DnsServer) -> tuple[subprocess.Popen, int]:
+def start_postbote(tmp: Path, dns: DnsServer, workers: int = 1) -> tuple[subprocess.Popen, int]:
     """postbote with its resolver on a loopback DNS server (every name NXDOMAIN),
     so inbound checks (SPF, DKIM, DMARC) run but never leave the machine."""
     tmp.mkdir(parents=True)
@@ -56,7 +56,8 @@ def start_postbote(tmp: Path, dns: DnsServer) -> tuple[subprocess.Popen, int]:
     bin_dir = Path(sys.executable).parent
     subprocess.run([bin_dir / "postbote", "--config", config, "user", "add", f"{USER}@{DOMAIN}",
                     "--password-stdin"], input=b"bench-password\n", check=True, capture_output=True)
-    proc = subprocess.Popen([bin_dir / "postbote", "--config", config, "serve"], stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([bin_dir / "postbote", "--config", config, "serve", "--workers", str(workers)],
+                            stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -100,13 +101,16 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--concurrency", default="1,10,50")
     parser.add_argument("--sizes", default="2,100", help="message sizes in KB")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="postbote worker processes (default: one per core, as Postfix uses them all)")
     args = parser.parse_args()
     ensure_installed()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         os.chmod(tmp, 0o755)
         dns = DnsServer().start()
-        pb, pb_port = start_postbote(tmp / "postbote", dns)
+        pb, pb_port = start_postbote(tmp / "postbote", dns, args.workers)
+        print(f"postbote workers: {args.workers}; messages per run: {args.messages}")
         pf = PostfixInstance(tmp / "postfix", free_port(), DOMAIN, [USER]).start()
         try:
             print(f"{'size':>5} {'conc':>4} | {'postbote msg/s':>14} {'cpu s/1k':>8} | "
@@ -114,7 +118,7 @@ def main() -> None:
             for size_kb in (int(s) for s in args.sizes.split(",")):
                 for conc in (int(c) for c in args.concurrency.split(",")):
                     n = args.messages if size_kb < 50 else max(200, args.messages // 4)
-                    pb_rate, pb_cpu = measure(pb_port, [pb.pid], lambda: postbote_delivered(tmp / "postbote"),
+                    pb_rate, pb_cpu = measure(pb_port, process_tree(pb.pid), lambda: postbote_delivered(tmp / "postbote"),
                                               n, conc, size_kb * 1024)
                     pf_rate, pf_cpu = measure(pf.port, pf.pids(), pf.delivered, n, conc, size_kb * 1024)
                     print(f"{size_kb:>4}K {conc:>4} | {pb_rate:>14.1f} {pb_cpu:>8.2f} | "

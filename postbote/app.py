@@ -13,6 +13,7 @@ import asyncio
 import importlib
 import logging
 import signal
+import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,17 +25,24 @@ from postbote.filters.pipeline import MessageFilter
 from postbote.filters.submission import SubmissionHeaders
 from postbote.listener import ConnectionLimits, Listener
 from postbote.mailauth.filter import MailAuthFilter  # -- mail authentication --
+from postbote.filters.clamav import ClamavFilter  # -- spam --
+from postbote.filters.greylist import GreylistFilter  # -- spam --
+from postbote.filters.rspamd import RspamdFilter  # -- spam --
+from postbote.filters.spam import SpamFilter  # -- spam --
+from postbote.filters.spam_training import SpamTrainer  # -- spam --
 from postbote.mailauth.dkim_sign import DkimSigner  # -- outbound queue --
 from postbote.log import event
 from postbote.queue.runner import QueueRunner  # -- outbound queue --
 from postbote.mail.address import normalize_domain
 from postbote.store import AlreadyExists, Store, open_store
+from postbote.store.feedbus import FeedBus
 from postbote.tls import certificate_paths, server_context
 
 log = logging.getLogger("postbote")
 
 # Each module has ``listeners(app) -> list[Listener]``; one per protocol.
-SERVER_MODULES: tuple[str, ...] = ("postbote.smtp.server", "postbote.pop3.server", "postbote.imap.server")
+SERVER_MODULES: tuple[str, ...] = ("postbote.smtp.server", "postbote.pop3.server", "postbote.imap.server",
+                                   "postbote.web.server")  # -- operations --: HTTP
 
 DRAIN_GRACE = 30.0
 
@@ -55,19 +63,37 @@ def build_filters(app: "App") -> list[MessageFilter]:
     return [
         MailAuthFilter(app.settings.hostname, app.settings.mailauth, app.resolver,  # -- mail authentication --
                        store=app.store, executor=app.executor, data_dir=app.settings.data_path),
+        *spam_filters(app),  # -- spam --
         SubmissionHeaders(app.settings.hostname),
         DkimSigner(app.settings.data_path),  # -- outbound queue --: after SubmissionHeaders, which adds Date/Message-ID
     ]
 
 
+# -- spam --
+def spam_filters(app: "App") -> list[MessageFilter]:
+    """Virus scanning, greylisting, rspamd, then the built-in spam score (postbote/filters/)."""
+    return [GreylistFilter(app.settings.greylist, app.store),  # first: a deferred message costs no scanning
+            ClamavFilter(app.settings.clamav, app.executor),
+            RspamdFilter(app.settings.rspamd, app.executor),
+            SpamFilter(app.settings.spam, app.store, app.resolver, app.executor)]
+
+
 class App:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, prebound: dict[str, socket.socket] | None = None,
+                 shared_store: bool = False) -> None:
+        """``prebound``: listening sockets bound by a parent process; ``shared_store``:
+        other worker processes use the same store (their changes come over a FeedBus)."""
         self.settings = settings
+        self.prebound = prebound or {}
+        self.feed_bus: FeedBus | None = None
         self.executor = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="work")
         self.store: Store = open_store(settings.data_path, workers=settings.worker_threads)
+        if shared_store:
+            self.feed_bus = FeedBus(settings.data_path / "run" / "feed", self.store.changes)
         self.accounts = AccountService(self.store, settings.limits)
         self.delivery = DeliveryService(self.store)
         self.resolver = Resolver(settings.dns)
+        self.spam = SpamTrainer(self.store, self.executor)  # -- spam --: training from users' moves
         self.filters: list[MessageFilter] = build_filters(self)
         self.connection_limits = ConnectionLimits(settings.limits.max_connections,
                                                   settings.limits.max_connections_per_ip)
@@ -82,6 +108,8 @@ class App:
 
     async def start(self) -> None:
         await self.store.open()
+        if self.feed_bus is not None:
+            self.feed_bus.open(asyncio.get_running_loop())
         await ensure_domains(self.store, self.settings.domains)
         cert, key = await asyncio.get_running_loop().run_in_executor(
             self.executor, certificate_paths, self.settings)
@@ -94,7 +122,7 @@ class App:
         try:
             for lst in self.listeners:
                 if lst.addresses:
-                    await lst.start()
+                    await lst.start(self.prebound)
         except BaseException:
             await self.stop(grace=0)
             raise
@@ -109,6 +137,9 @@ class App:
         await asyncio.gather(*(lst.drain(grace) for lst in self.listeners))
         if self.queue is not None:  # -- outbound queue --: let transactions in flight finish
             await self.queue.stop(grace)
+        if self.feed_bus is not None:
+            self.feed_bus.close(asyncio.get_running_loop())
+        await self.spam.idle()  # -- spam --: finish training started by sessions before the store closes
         await self.store.close()
         self.executor.shutdown(wait=False)
         event(log, "stopped")
@@ -126,10 +157,12 @@ class App:
         await self.stop()
 
 
-def run_forever(settings: Settings) -> None:
+def run_forever(settings: Settings, prebound: dict[str, socket.socket] | None = None,
+                shared_store: bool = False) -> None:
+    app = App(settings, prebound, shared_store)
     try:
         import uvloop
     except ImportError:
-        asyncio.run(App(settings).run())
+        asyncio.run(app.run())
     else:
-        uvloop.run(App(settings).run())
+        uvloop.run(app.run())

@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
-    add(commands, "serve", "run the mail server in the foreground", cmd_serve)
+    add(commands, "serve", "run the mail server in the foreground", cmd_serve,
+        (("--workers",), {"type": int, "default": 1, "metavar": "N",
+                          "help": "worker processes sharing the listening sockets (default 1; one per core)"}))
 
     def group(name: str, help: str) -> Any:
         p = commands.add_parser(name, help=help, description=help)
@@ -101,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     dnsgroup = group("dns", "show the DNS records a domain needs")
     add(dnsgroup, "records", "print every record to publish for a domain (zone-file form)", cmd_dns_records,
         (("domain",), {}))
+    # -- operations --
+    add(dnsgroup, "check", "look up a domain's records now and say, per record, whether they are right",
+        cmd_dns_check, (("domain",), {}))
+    admin = group("admin", "manage who may use the admin web interface and the API")
+    add(admin, "add", "make an account an administrator", cmd_admin_add, (("address",), {}))
+    add(admin, "del", "take an account's administrator rights away", cmd_admin_del, (("address",), {}))
+    add(admin, "list", "list administrators", cmd_admin_list)
+    add(admin, "token", "make an API token acting as an administrator; prints it once", cmd_admin_token,
+        (("name",), {}), (("address",), {"help": "the administrator the token acts as"}))
+    add(admin, "tokens", "list API tokens", cmd_admin_tokens)
+    add(admin, "revoke", "revoke an API token", cmd_admin_revoke, (("name",), {}))
     return parser
 
 
@@ -165,7 +178,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     from postbote.log import setup
 
     setup(settings.log.format, settings.log.level)
-    run_forever(settings)
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    if args.workers == 1:
+        run_forever(settings)
+    else:
+        from postbote.workers import serve
+
+        if serve(settings, args.workers):
+            raise CliError("a worker failed; see the log above")
 
 
 async def cmd_domain_add(store: Store, args: argparse.Namespace, settings: Settings) -> None:
@@ -346,6 +367,72 @@ async def cmd_dns_records(store: Store, args: argparse.Namespace, settings: Sett
     domain = _domain_arg(args.domain)
     for line in dns_records(domain, settings.hostname, load_keys(settings.data_path, domain)):
         print(line)
+
+
+# -- operations ----------------------------------------------------------------------
+
+async def cmd_dns_check(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    from postbote.dns import Resolver
+    from postbote.dnscheck import ERROR, check_domain
+
+    domain = _domain_arg(args.domain)
+    checks = await check_domain(Resolver(settings.dns), domain, settings.hostname, settings.data_path)
+    width = max(len(c.record) for c in checks)
+    for c in checks:
+        print(f"{c.verdict.upper():8} {c.record:{width}}  {c.name}: {c.detail}")
+        for found in c.found:
+            print(f"{'':8} {'':{width}}    {found}")
+    if any(c.verdict == ERROR for c in checks):
+        raise CliError(f"{sum(c.verdict == ERROR for c in checks)} records of {domain} need fixing")
+
+
+async def cmd_admin_add(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    account = await _account(store, args.address)
+    await store.set_admin(account.id, True)
+    print(f"{account.address} is an administrator")
+
+
+async def cmd_admin_del(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    account = await _account(store, args.address)
+    await store.set_admin(account.id, False)
+    print(f"{account.address} is no longer an administrator")
+
+
+async def cmd_admin_list(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    for account_id in await store.list_admins():
+        account = await store.get_account_by_id(account_id)
+        if account is not None:
+            print(account.address)
+    for address in settings.admin.accounts:
+        print(f"{address}\t(admin.accounts in the config)")
+
+
+async def cmd_admin_token(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    import secrets
+
+    from postbote.web.api import token_hash
+
+    account = await _account(store, args.address)
+    if account.id not in await store.list_admins() and account.address not in settings.admin.accounts:
+        raise CliError(f"{account.address} is not an administrator: run 'postbote admin add {account.address}' first")
+    if not re.fullmatch(r"[\w.@+-]{1,64}", args.name):
+        raise CliError("token names are 1-64 letters, digits or . @ + - _")
+    token = "pbt_" + secrets.token_urlsafe(32)
+    await store.add_api_token(args.name, token_hash(token), account.id)
+    print(token)
+
+
+async def cmd_admin_tokens(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    for token in await store.list_api_tokens():
+        account = await store.get_account_by_id(token.account_id)
+        used = _when(token.last_used) if token.last_used else "never used"
+        print(f"{token.name}\t{account.address if account else '?'}\tcreated {_when(token.created)}\t{used}")
+
+
+async def cmd_admin_revoke(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    if not await store.delete_api_token(args.name):
+        raise CliError(f"no API token {args.name}")
+    print(f"revoked API token {args.name}")
 
 
 async def _with_store(fn: Callable[..., Awaitable[None]], settings: Settings, args: argparse.Namespace) -> None:

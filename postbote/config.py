@@ -87,6 +87,7 @@ class ServiceSettings:
     pop3: tuple[ListenAddress, ...] = _listen("127.0.0.1:2110")
     pop3s: tuple[ListenAddress, ...] = _listen("127.0.0.1:2995")
     http: tuple[ListenAddress, ...] = _listen("127.0.0.1:8080")
+    https: tuple[ListenAddress, ...] = _listen()  # -- operations --: production 443
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,113 @@ class MailAuthSettings:
     record_results: bool = True
 
 
+# -- operations --
+@dataclass(frozen=True)
+class HttpSettings:
+    """The web server: admin interface, API, metrics, autoconfig (postbote/web/)."""
+
+    # Plain-HTTP requests (listen.http) other than ACME challenges and /metrics, /healthz, /readyz are
+    # redirected to https:// — for production, where listen.http is port 80 and listen.https 443.
+    redirect_to_https: bool = False
+    # The admin interface and the JSON API (false: only metrics, health and autoconfig).
+    admin: bool = True
+    # How long an admin session lasts, in seconds.
+    session_seconds: int = _opt(8 * 3600, lo=60, hi=86400 * 30)
+    # A bearer token /metrics requires; empty: open to whoever reaches the port.
+    metrics_token: str = ""
+
+
+@dataclass(frozen=True)
+class AcmeSettings:
+    """Certificates from an ACME CA (RFC 8555), instead of tls.cert/tls.key."""
+
+    enabled: bool = False
+    directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    email: str = ""
+    # Names on the certificate; empty: hostname plus mta-sts. and autoconfig. of every configured domain.
+    names: tuple[str, ...] = ()
+    challenge: str = _opt("http-01", choices=("http-01", "tls-alpn-01"))
+    # Renew when fewer than this many days are left.
+    renew_days: int = _opt(30, lo=1, hi=365)
+    # How often to check the certificate's expiry, in seconds.
+    check_interval: int = _opt(12 * 3600, lo=1, hi=86400 * 7)
+    # Extra CA certificates (PEM) to trust for the directory's HTTPS: for test CAs like Pebble.
+    ca_file: str = ""
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    """Who may use the admin interface and API, besides accounts marked with 'postbote admin add'."""
+
+    accounts: tuple[str, ...] = ()
+
+
+# -- spam --
+@dataclass(frozen=True)
+class SpamSettings:
+    """The built-in spam filter (postbote/filters/spam/): one score from many signals."""
+
+    enabled: bool = True
+    # Score at or above which a message goes into the recipients' Junk mailbox.
+    junk_score: float = _opt(5.0, lo=-1000, hi=1000)
+    # Score at or above which it is refused at SMTP time (550 5.7.1); 0: never refuse.
+    reject_score: float = _opt(12.0, lo=0, hi=1000)
+    # Add X-Spam-Status and X-Spam-Score to every checked message.
+    add_headers: bool = True
+    # Points the classifier adds at certain spam (and takes away at certain ham).
+    bayes_weight: float = _opt(6.0, lo=0, hi=100)
+    # Trained spam and ham messages each, before the classifier has a say.
+    min_trained: int = _opt(10, lo=1, hi=1_000_000)
+    # DNS block/allow lists of IP addresses, "zone" or "zone=points" (e.g. "zen.spamhaus.org=4").
+    dnsbl_zones: tuple[str, ...] = ()
+    dnswl_zones: tuple[str, ...] = ()
+    dnsbl_score: float = _opt(4.0, lo=-100, hi=100)
+    dnswl_score: float = _opt(-4.0, lo=-100, hi=100)
+    # Points for a sender whose earlier mail to this recipient was all spam (negated if all ham).
+    reputation_weight: float = _opt(3.0, lo=0, hi=100)
+    # Also score our own users' outgoing mail (headers only, never refused).
+    check_outgoing: bool = False
+
+
+@dataclass(frozen=True)
+class GreylistSettings:
+    """Greylisting (postbote/filters/greylist.py): a first delivery attempt is deferred."""
+
+    enabled: bool = False
+    delay: int = _opt(300, lo=0, hi=86400)  # seconds before a retry is accepted
+    retry_window: int = _opt(2 * 86400, lo=60, hi=86400 * 30)  # a retry after this starts over
+    expire: int = _opt(35 * 86400, lo=3600, hi=86400 * 365)  # forget triplets unseen this long
+    ipv4_prefix: int = _opt(24, lo=8, hi=32)
+    ipv6_prefix: int = _opt(64, lo=16, hi=128)
+    # Domains (and subdomains) whose DKIM-verified mail is never greylisted.
+    pass_domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RspamdSettings:
+    """An outside rspamd asked about every inbound message (postbote/filters/rspamd.py)."""
+
+    enabled: bool = False
+    url: str = "http://127.0.0.1:11333"
+    password: str = ""
+    timeout: float = _opt(20.0, lo=0.1, hi=600)
+    # What to do when rspamd cannot be reached: "accept" (default) or "tempfail".
+    on_error: str = _opt("accept", choices=("accept", "tempfail"))
+
+
+@dataclass(frozen=True)
+class ClamavSettings:
+    """Virus scanning by clamd over INSTREAM (postbote/filters/clamav.py)."""
+
+    enabled: bool = False
+    # "unix:/run/clamav/clamd.ctl" or "tcp:127.0.0.1:3310".
+    address: str = "unix:/run/clamav/clamd.ctl"
+    timeout: float = _opt(60.0, lo=0.1, hi=3600)
+    # When clamd cannot be reached: "tempfail" (451 4.7.0, default) or "accept".
+    on_error: str = _opt("tempfail", choices=("tempfail", "accept"))
+    max_size: int = _opt(25 * 1024 * 1024, lo=1024, hi=2**31)  # clamd's StreamMaxLength
+
+
 @dataclass(frozen=True)
 class Settings:
     hostname: str = "localhost"
@@ -194,6 +302,13 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)  # -- outbound queue --
     mailauth: MailAuthSettings = field(default_factory=MailAuthSettings)  # -- mail authentication --
+    spam: SpamSettings = field(default_factory=SpamSettings)  # -- spam --
+    greylist: GreylistSettings = field(default_factory=GreylistSettings)  # -- spam --
+    rspamd: RspamdSettings = field(default_factory=RspamdSettings)  # -- spam --
+    clamav: ClamavSettings = field(default_factory=ClamavSettings)  # -- spam --
+    http: HttpSettings = field(default_factory=HttpSettings)  # -- operations --
+    acme: AcmeSettings = field(default_factory=AcmeSettings)  # -- operations --
+    admin: AdminSettings = field(default_factory=AdminSettings)  # -- operations --
 
     @property
     def data_path(self) -> Path:
@@ -217,6 +332,8 @@ def load_settings(path: str | Path | None, *, data_dir: str | None = None) -> Se
     if path is None:  # -- outbound queue --: the development instance sends nothing off the machine
         settings = dataclasses.replace(settings, outbound=dataclasses.replace(settings.outbound, enabled=False))
     _check_mailauth(settings.mailauth)  # -- mail authentication --
+    _check_spam(settings)  # -- spam --
+    _check_operations(settings)  # -- operations --
     if data_dir is not None:
         settings = dataclasses.replace(settings, data_dir=data_dir)
     return settings
@@ -273,6 +390,45 @@ def _check_mailauth(auth: MailAuthSettings) -> None:
             except AddressError:
                 what = "domain names or IP networks" if key == "trusted_forwarders" else "domain names"
                 raise ConfigError(f"config: mailauth.{key} must be {what}, got {name!r}") from None
+
+
+# -- operations --
+def _check_operations(settings: Settings) -> None:
+    from postbote.mail.address import AddressError, normalize_domain, parse_address
+
+    acme = settings.acme
+    if not acme.directory.startswith(("https://", "http://")):
+        raise ConfigError(f"config: acme.directory must be an https:// URL, got {acme.directory!r}")
+    if acme.enabled and (settings.tls.cert or settings.tls.key):
+        raise ConfigError("config: acme.enabled and tls.cert/tls.key exclude each other; set one of them")
+    for name in acme.names:
+        try:
+            normalize_domain(name)
+        except AddressError:
+            raise ConfigError(f"config: acme.names must be domain names, got {name!r}") from None
+    for address in settings.admin.accounts:
+        try:
+            parse_address(address)
+        except AddressError:
+            raise ConfigError(f"config: admin.accounts must be account addresses, got {address!r}") from None
+
+
+# -- spam --
+def _check_spam(settings: Settings) -> None:
+    for key in ("dnsbl_zones", "dnswl_zones"):
+        for item in getattr(settings.spam, key):
+            zone, eq, points = item.partition("=")
+            try:
+                float(points) if eq else None
+            except ValueError:
+                raise ConfigError(f"config: spam.{key} must be \"zone\" or \"zone=points\", got {item!r}") from None
+            if not zone.strip() or " " in zone.strip():
+                raise ConfigError(f"config: spam.{key} must be DNS zone names, got {item!r}")
+    address = settings.clamav.address
+    if not (address.startswith("unix:/") or (address.startswith("tcp:") and address.rpartition(":")[2].isdigit())):
+        raise ConfigError(f"config: clamav.address must be \"unix:/path\" or \"tcp:host:port\", got {address!r}")
+    if not settings.rspamd.url.startswith(("http://", "https://")):
+        raise ConfigError(f"config: rspamd.url must be an http:// or https:// URL, got {settings.rspamd.url!r}")
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:

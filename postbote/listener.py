@@ -12,6 +12,7 @@ import asyncio
 import errno
 import logging
 import secrets
+import socket
 import ssl
 import time
 from collections import Counter
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 
 from postbote.config import ListenAddress
 from postbote.log import event
+from postbote import metrics  # -- operations --
 
 log = logging.getLogger("postbote.conn")
 
@@ -68,6 +70,20 @@ class ConnectionLimits:
             del self.by_ip[ip]
 
 
+def socket_key(service: str, addr: ListenAddress) -> str:
+    return f"{service}@{addr}"
+
+
+def bind(service: str, addr: ListenAddress) -> socket.socket:
+    """A listening TCP socket; a clear ListenError when the port is taken."""
+    try:
+        return socket.create_server((addr.host, addr.port), family=socket.AF_INET6 if ":" in addr.host
+                                    else socket.AF_INET, backlog=1024, reuse_port=False)
+    except OSError as exc:
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise ListenError(f"cannot listen on {addr} for {service}: {reason}") from None
+
+
 class Listener:
     def __init__(self, service: str, addresses: tuple[ListenAddress, ...], handler: Handler,
                  limits: ConnectionLimits, busy_reply: bytes, ssl_context: ssl.SSLContext | None = None) -> None:
@@ -85,15 +101,14 @@ class Listener:
         """The ports actually bound (port 0 in the config lets the OS choose)."""
         return [s.sockets[0].getsockname()[1] for s in self.servers if s.sockets]
 
-    async def start(self) -> None:
+    async def start(self, prebound: dict[str, socket.socket] | None = None) -> None:
+        """Listen on every address; ``prebound`` holds sockets a parent process
+        bound for its workers (``serve --workers``), keyed by ``socket_key``."""
         for addr in self.addresses:
-            try:
-                server = await asyncio.start_server(
-                    self._accept, addr.host, addr.port, ssl=self.ssl_context, reuse_address=True,
-                    ssl_handshake_timeout=30 if self.ssl_context else None, backlog=1024, limit=256 * 1024)
-            except OSError as exc:
-                reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-                raise ListenError(f"cannot listen on {addr} for {self.service}: {reason}") from None
+            sock = (prebound or {}).get(socket_key(self.service, addr)) or bind(self.service, addr)
+            server = await asyncio.start_server(
+                self._accept, sock=sock, ssl=self.ssl_context,
+                ssl_handshake_timeout=30 if self.ssl_context else None, backlog=1024, limit=256 * 1024)
             self.servers.append(server)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -102,12 +117,14 @@ class Listener:
         conn = Connection(secrets.token_hex(6), self.service, peer[0], peer[1], sock[1], self.ssl_context is not None)
         if not self.limits.admit(conn.peer_ip):
             event(log, "connection refused: too many", session=conn.id, service=self.service, ip=conn.peer_ip)
+            metrics.CONNECTIONS_REFUSED.labels(self.service).inc()  # -- operations --
             await _refuse(writer, self.busy_reply)
             return
         task = asyncio.current_task()
         assert task is not None
         self.sessions[task] = conn
         event(log, "connect", session=conn.id, service=self.service, ip=conn.peer_ip, port=conn.peer_port)
+        metrics.CONNECTIONS.labels(self.service).inc()  # -- operations --
         try:
             await self.handler(reader, writer, conn)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError) as exc:

@@ -16,6 +16,11 @@ declare -A NEED=(
     [postfix]=postfix  # outbound queue: the remote MX, a relay and smtp-sink for bench/queue.py
     [mbsync]=isync  # IMAP: two-way sync by a real client
     [curl]=curl  # IMAP: curl's imap:// client
+    [clamd]=clamav-daemon  # spam: the virus scanner, run privately by tests/filters (never freshclam)
+    [rspamd]=rspamd  # spam: a real rspamd, run privately by tests/filters
+    [chromium]=chromium  # operations: the admin pages in a real headless browser (tests/web)
+    [chromedriver]=chromium-driver  # operations: Selenium drives Debian's Chromium through it
+    [pebble]=pebble  # operations: the ACME test CA, run privately by tests/web/test_acme.py
 )
 
 missing=()
@@ -33,6 +38,15 @@ if [ ${#missing[@]} -gt 0 ]; then
             echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
         fi
         DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
+        # spam: the tests start clamd and rspamd with their own configs on private ports;
+        # the system services (and freshclam, which downloads signatures) must not run.
+        for svc in clamav-daemon clamav-freshclam rspamd; do
+            if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+                systemctl disable --now "$svc" >/dev/null 2>&1 || true
+            elif [ -x "/etc/init.d/$svc" ]; then
+                "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+            fi
+        done
     else
         echo "missing Debian packages for the tests: ${missing[*]} (run: sudo apt-get install ${missing[*]})" >&2
         exit 1

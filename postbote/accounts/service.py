@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from postbote.config import LimitSettings
+from postbote import metrics  # -- operations --
 from postbote.mail.address import AddressError, parse_address
 from postbote.store import Account, Store
 
@@ -65,6 +66,7 @@ class AccountService:
         delay = self.throttle.failure_delay(peer_ip, address)
         self.throttle.failed(peer_ip, address)
         log.info("auth failed user=%s ip=%s", username, peer_ip)
+        metrics.AUTH_FAILURES.inc()  # -- operations --
         await asyncio.sleep(delay)
         return result
 

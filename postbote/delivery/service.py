@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from postbote.log import event
+from postbote import metrics  # -- operations --
 from postbote.store import (
     Delivered,
     DeliveryTarget,
@@ -102,6 +103,8 @@ class DeliveryService:
               queued=len(outbound.recipients) if outbound else 0,
               failed=sum(not isinstance(r, Accepted) for r in results),
               ms=round((time.monotonic() - started) * 1000, 1))
+        metrics.record_delivery(time.monotonic() - started, sum(isinstance(o, Delivered) for o in outcomes),  # -- operations --
+                                len(outbound.recipients) if outbound else 0)
         return results
 
     @staticmethod

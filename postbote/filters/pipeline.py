@@ -83,31 +83,12 @@ class MessageFilter(Protocol):
     async def check(self, ctx: MessageContext) -> FilterResult: ...
 
 
-class HeaderChanges(bytes):
-    """The header fields to prepend, carrying which of the sender's fields to drop.
-
-    It is ``bytes`` so an adapter that only knows "prepend these" keeps
-    working: its one ``insert_headers`` call applies both changes in the one
-    copy of the spool it makes anyway.
-    """
-
-    remove: tuple[int, ...]
-
-    def __new__(cls, data: bytes = b"", remove: tuple[int, ...] = ()) -> "HeaderChanges":
-        obj = super().__new__(cls, data)
-        obj.remove = tuple(sorted(set(remove)))
-        return obj
-
-
 @dataclass(frozen=True)
 class PipelineResult:
     action: Action
-    prepended: bytes  # a HeaderChanges when filters asked for fields to be removed
+    prepended: bytes
     refusal: FilterResult | None = None
-
-    @property
-    def removed(self) -> tuple[int, ...]:
-        return getattr(self.prepended, "remove", ())
+    removed: tuple[int, ...] = ()  # numbers of the sender's header fields to drop
 
 
 async def run_filters(filters: list[MessageFilter], ctx: MessageContext) -> PipelineResult:
@@ -120,10 +101,10 @@ async def run_filters(filters: list[MessageFilter], ctx: MessageContext) -> Pipe
         prepend = result.prepend + prepend  # later filters' fields go on top (RFC 5322 §3.6 trace order)
         remove.update(result.remove_headers)
         if result.action in (Action.REJECT, Action.TEMPFAIL):
-            return PipelineResult(result.action, HeaderChanges(prepend, tuple(remove)), result)
+            return PipelineResult(result.action, prepend, result, tuple(sorted(remove)))
         if result.action is Action.JUNK:
             action = Action.JUNK
-    return PipelineResult(action, HeaderChanges(prepend, tuple(remove)))
+    return PipelineResult(action, prepend, None, tuple(sorted(remove)))
 
 
 def header_fields(data: bytes) -> list[bytes]:
@@ -147,16 +128,14 @@ def header_fields(data: bytes) -> list[bytes]:
     return fields
 
 
-def insert_headers(spool_path: Path, offset: int, headers: bytes, remove: tuple[int, ...] | None = None) -> None:
+def insert_headers(spool_path: Path, offset: int, headers: bytes, remove: tuple[int, ...] = ()) -> None:
     """Write ``headers`` into the spool at ``offset`` (after the trace fields), and
-    drop the sender's header fields numbered in ``remove`` (by default the
-    ``remove`` that a ``HeaderChanges`` carries).
+    drop the sender's header fields numbered in ``remove``.
 
     Blocking; run in an executor. Writes a new file and renames it over the
-    old one, so a crash leaves one or the other, never a mix.
+    old one, so a crash leaves one or the other, never a mix. The body is
+    copied by the kernel (copy_file_range), not through Python.
     """
-    if remove is None:
-        remove = getattr(headers, "remove", ())
     if not headers and not remove:
         return
     tmp = spool_path.with_name(spool_path.name + ".new")
@@ -165,9 +144,21 @@ def insert_headers(spool_path: Path, offset: int, headers: bytes, remove: tuple[
         dst.write(headers)
         if remove:
             _copy_header_without(src, dst, set(remove))
+        dst.flush()
+        _copy_rest(src, dst)
+    os.replace(tmp, spool_path)
+
+
+def _copy_rest(src: BinaryIO, dst: BinaryIO) -> None:
+    in_fd, out_fd = src.fileno(), dst.fileno()
+    position = src.tell()
+    try:
+        while n := os.copy_file_range(in_fd, out_fd, 1 << 30, position):
+            position += n
+    except OSError:  # a file system without it: copy in user space
+        src.seek(position)
         while chunk := src.read(1 << 20):
             dst.write(chunk)
-    os.replace(tmp, spool_path)
 
 
 def _copy_header_without(src: BinaryIO, dst: BinaryIO, remove: set[int]) -> None:

@@ -49,6 +49,7 @@ class FetchPlan:
     needs_blob: bool
     sets_seen: bool
     fast: bool  # only row items: formatted directly, the hot path of a client's resync
+    parse_keys: tuple[str, ...] | None = None  # members of the cached parse; None: all of it
 
     @classmethod
     def of(cls, items: Sequence[c.FetchItem], readonly: bool) -> FetchPlan:
@@ -72,7 +73,12 @@ class FetchPlan:
             elif isinstance(item, (c.FetchBinarySize, c.FetchPreview)):
                 parse = blob = True
         fast = all(isinstance(i, c.FetchAtt) and i.name in _FAST_ITEMS for i in items)
-        return cls(tuple(items), parse, blob, seen and not readonly, fast)
+        keys: tuple[str, ...] | None = None
+        if parse and not blob:  # ENVELOPE and BODYSTRUCTURE read only their own members
+            names = {i.name for i in items if isinstance(i, c.FetchAtt)}
+            keys = ("v",) + (("ev",) if "ENVELOPE" in names else ()) + \
+                (("r",) if names & {"BODY", "BODYSTRUCTURE"} else ())
+        return cls(tuple(items), parse, blob, seen and not readonly, fast, keys)
 
 
 class Structure:

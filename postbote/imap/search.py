@@ -39,31 +39,45 @@ _KEYWORD_FLAGS = {"\\SEEN": Flag.SEEN, "\\ANSWERED": Flag.ANSWERED, "\\FLAGGED":
                   "\\DELETED": Flag.DELETED, "\\DRAFT": Flag.DRAFT}
 
 
+_CACHE_KEYS = {"SUBJECT": ("su",), "FROM": ("f", "hd"), "TO": ("to", "hd"), "CC": ("cc", "hd"),
+               "BCC": ("bc", "hd")}
+
+
 @dataclass(frozen=True)
 class SearchNeeds:
     parse: bool = False
     body: bool = False
+    cache_keys: frozenset[str] = frozenset()  # members of the cached parse the keys read
+
+    @property
+    def parse_keys(self) -> tuple[str, ...] | None:
+        """What to load of the cached parse: None (all) when the body text is searched."""
+        return None if self.body else ("v", *sorted(self.cache_keys))
 
     @classmethod
     def of(cls, keys: Sequence[c.SearchKey]) -> SearchNeeds:
         parse = body = False
+        cache: set[str] = set()
         stack = list(keys)
         while stack:
             key = stack.pop()
             if isinstance(key, c.SearchText):
                 parse = True
                 body = body or key.field in ("BODY", "TEXT")
+                cache.update(_CACHE_KEYS.get(key.field, ()))
             elif isinstance(key, c.SearchHeader):
                 parse = True
+                cache.add("hd")
             elif isinstance(key, c.SearchDate) and key.key.startswith("SENT"):
                 parse = True
+                cache.add("dt")
             elif isinstance(key, c.SearchNot):
                 stack.append(key.key)
             elif isinstance(key, c.SearchOr):
                 stack += [key.left, key.right]
             elif isinstance(key, c.SearchAnd):
                 stack += key.keys
-        return cls(parse, body)
+        return cls(parse, body, frozenset(cache))
 
 
 class HeaderView:

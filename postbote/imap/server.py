@@ -74,13 +74,14 @@ class ImapService:
         self.app = app
         self.connections: set[ImapConnection] = set()
         self.recent_claims = RecentClaims()
+        self.write_lane = asyncio.Semaphore(1)
         self._watcher: asyncio.Task[None] | None = None
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      conn: Connection) -> None:
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._stop_all())
-        connection = ImapConnection(self.app, reader, writer, conn, self.recent_claims)
+        connection = ImapConnection(self.app, reader, writer, conn, self.recent_claims, self.write_lane)
         self.connections.add(connection)
         try:
             await connection.run()
@@ -153,7 +154,8 @@ class Stream:
             self._out.append(data)
             self.queued += len(data)
 
-    async def flush(self, timeout: float) -> None:
+    def write_now(self) -> None:
+        """Hand everything queued to the transport (without waiting for the client)."""
         if self._deflate is not None and self._unflushed:
             # Only after real output: an empty sync block alone reads as an empty response to
             # some clients (mbsync).
@@ -163,6 +165,9 @@ class Stream:
             self.writer.write(b"".join(self._out))
             self._out.clear()
             self.queued = 0
+
+    async def flush(self, timeout: float) -> None:
+        self.write_now()
         if self.writer.transport.get_write_buffer_size() > 0:
             async with asyncio.timeout(timeout):
                 await self.writer.drain()
@@ -187,7 +192,8 @@ class ImapConnection:
     """Drives one grammar parser and one session with an asyncio stream."""
 
     def __init__(self, app: App, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 conn: Connection, recent_claims: RecentClaims | None = None) -> None:
+                 conn: Connection, recent_claims: RecentClaims | None = None,
+                 write_lane: asyncio.Semaphore | None = None) -> None:
         self.app = app
         self.conn = conn
         self.limits = app.settings.limits
@@ -201,7 +207,7 @@ class ImapConnection:
             append_limit=self.limits.max_message_size,
         )
         self.session = ImapSession(app, conn, _Output(self.stream, self.limits.command_timeout), self.parser,
-                                   policy, recent_claims)
+                                   policy, recent_claims, write_lane)
         self.errors = 0
         self.commands_before_login = 0
         self.idle_tag: str | None = None
@@ -234,11 +240,12 @@ class ImapConnection:
             self._log()
 
     def request_stop(self) -> None:
+        """Shutdown: a session waiting for its client is told and closed now (its pending read
+        then ends); a busy one stops after its current command."""
         self._stop = True
         if self._waiting and not self.stream.writer.is_closing():
             self.stream.send(_SHUTDOWN)
-            self.stream.writer.write(b"".join(self.stream._out))
-            self.stream._out.clear()
+            self.stream.write_now()
             self.stream.writer.close()
             self.end = "shutdown"
 
@@ -267,6 +274,8 @@ class ImapConnection:
         """The next bytes from the client; during IDLE, changes are announced meanwhile."""
         if self.stream.pending_inflate():
             return await self.stream.read()
+        if self.idle_tag is None and self._read_task is None:
+            return await self._read_plain()
         deadline = time.monotonic() + self._timeout()
         while True:
             if self._read_task is None:
@@ -293,6 +302,17 @@ class ImapConnection:
                 await self.stream.flush(self.limits.command_timeout)
                 continue
             raise _Closed("autologout", encode.bye("autologout: idle too long"))
+
+    async def _read_plain(self) -> bytes:
+        """A read outside IDLE: no task to make, just the timeout."""
+        self._waiting = True
+        try:
+            async with asyncio.timeout(self._timeout()):
+                return await self.stream.read()
+        except TimeoutError:
+            raise _Closed("autologout", encode.bye("autologout: idle too long")) from None
+        finally:
+            self._waiting = False
 
     # -- events -------------------------------------------------------------------------------
 

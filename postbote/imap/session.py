@@ -12,6 +12,7 @@ Output goes through `Output.send`; a long answer calls `Output.flush` between ba
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import codecs
 import logging
@@ -41,7 +42,7 @@ from postbote.imap.selected import AnnounceStyle, RecentClaims, SelectedMailbox
 from postbote.imap.sequence import SequenceSet
 from postbote.imap.sortthread import sort_messages, thread_messages
 from postbote.log import event
-from postbote.store import AlreadyExists, NotFound, QuotaExceeded, StoreError
+from postbote.store import AlreadyExists, NotFound, QuotaExceeded, Store, StoreError
 from postbote.store.types import DELIMITER, FLAG_NAMES, Account, Change, Flag, FlagMode, Mailbox, Message
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("postbote.imap")
 
 FETCH_BATCH = 500
+METADATA_MAXSIZE = 64 * 1024  # RFC 5464: octets of one value
+METADATA_MAX_ENTRIES = 1000  # per account
 SEARCH_BATCH = 1000
 SPECIAL_USES = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash")
 ENABLEABLE = ("IMAP4REV2", "UTF8=ACCEPT", "CONDSTORE", "QRESYNC")
@@ -93,6 +96,35 @@ class SessionPolicy:
     append_limit: int
 
 
+class SerialWrites:
+    """The store, with IMAP's metadata writes taken one at a time.
+
+    SQLite admits one writer; a second one waits inside the executor for the lock, holding a
+    thread that reads (FETCH, SEARCH, change checks) then queue behind. Waiting here, on the
+    event loop, costs no thread. APPEND is left out: concurrent deliveries share one group
+    commit, which a queue here would defeat.
+    """
+
+    WRITES = frozenset({"store_flags", "expunge", "copy_messages", "move_messages", "claim_recent",
+                        "create_mailbox", "delete_mailbox", "rename_mailbox", "subscribe",
+                        "unsubscribe", "set_metadata"})
+
+    def __init__(self, store: object, lane: asyncio.Semaphore) -> None:
+        self._store = store
+        self._lane = lane
+
+    def __getattr__(self, name: str) -> object:
+        method = getattr(self._store, name)
+        if name not in self.WRITES:
+            return method
+
+        async def serialized(*args: object, **kwargs: object) -> object:
+            async with self._lane:
+                return await method(*args, **kwargs)
+
+        return serialized
+
+
 class Answer(Exception):
     """Ends a command with a tagged NO or BAD; raised deep in a handler, caught in one place."""
 
@@ -130,9 +162,10 @@ class ImapSession:
     """Commands in, responses out through `Output` (see the module doc)."""
 
     def __init__(self, app: App, conn: Connection, out: Output, parser: ImapCommandParser,
-                 policy: SessionPolicy, recent_claims: RecentClaims | None = None) -> None:
+                 policy: SessionPolicy, recent_claims: RecentClaims | None = None,
+                 write_lane: asyncio.Semaphore | None = None) -> None:
         self.app = app
-        self.store = app.store
+        self.store: Store = SerialWrites(app.store, write_lane or asyncio.Semaphore(1))  # type: ignore[assignment]
         self.conn = conn
         self.out = out
         self.parser = parser
@@ -164,7 +197,7 @@ class ImapSession:
                  "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE", "CONDSTORE", "QRESYNC",
                  "ESEARCH", "SEARCHRES", "WITHIN", "QUOTA", "QUOTA=RES-STORAGE", "STATUS=SIZE",
                  f"APPENDLIMIT={self.policy.append_limit}", "UTF8=ACCEPT", "MULTIAPPEND", "BINARY",
-                 "SAVEDATE", "OBJECTID", "PREVIEW", *_SORT_THREAD]
+                 "SAVEDATE", "OBJECTID", "PREVIEW", "METADATA", *_SORT_THREAD]
         if not self.compressed:
             caps.append("COMPRESS=DEFLATE")
         return caps
@@ -228,6 +261,7 @@ class ImapSession:
             c.Copy: self.do_copy, c.Move: self.do_copy, c.Search: self.do_search,
             c.GetQuota: self.do_getquota, c.GetQuotaRoot: self.do_getquotaroot,
             c.SetQuota: self.do_setquota, c.Sort: self.do_sort, c.Thread: self.do_thread,
+            c.GetMetadata: self.do_getmetadata, c.SetMetadata: self.do_setmetadata,
         }
 
     async def _finish(self, cmd: c.Command, *, allow_expunge: bool) -> None:
@@ -343,7 +377,7 @@ class ImapSession:
     async def do_namespace(self, cmd: c.Namespace) -> None:
         self.out.send(encode.namespace([("", DELIMITER)], utf8=self.utf8))
 
-    async def do_create(self, cmd: c.Create) -> None:
+    async def do_create(self, cmd: c.Create) -> object:
         name = cmd.mailbox.rstrip(DELIMITER)  # RFC 9051 §6.3.4: a trailing delimiter is a hint
         if name.upper() == "INBOX":
             raise _no("INBOX exists already", encode.ALREADYEXISTS)
@@ -360,11 +394,12 @@ class ImapSession:
             parent = DELIMITER.join(parts[:depth])
             if await self.store.get_mailbox(account_id, parent) is None:
                 await self._create(parent, None)
-        await self._create(name, special)
+        mailbox = await self._create(name, special)
+        return ("created", encode.code_mailboxid(f"F{mailbox.id}"))  # RFC 8474 §4.1
 
-    async def _create(self, name: str, special: str | None) -> None:
+    async def _create(self, name: str, special: str | None) -> Mailbox:
         try:
-            await self.store.create_mailbox(self._account().id, name, special)
+            return await self.store.create_mailbox(self._account().id, name, special)
         except AlreadyExists:
             raise _no(f"mailbox {name} exists already", encode.ALREADYEXISTS) from None
         except NotFound as exc:
@@ -474,6 +509,38 @@ class ImapSession:
 
     async def do_setquota(self, cmd: c.SetQuota) -> None:
         raise _no("quotas are set by the administrator", encode.NOPERM)
+
+    # -- METADATA (RFC 5464) ----------------------------------------------------------------------
+
+    async def _metadata_target(self, name: str) -> int:
+        """The mailbox id entries hang on; 0 for the server entries of GETMETADATA ""."""
+        return 0 if name == "" else (await self._mailbox(name)).id
+
+    async def do_getmetadata(self, cmd: c.GetMetadata) -> object:
+        target = await self._metadata_target(cmd.mailbox)
+        names = [metadata_entry(entry) for entry in cmd.entries]
+        depth = {None: 0, "0": 0, "1": 1, "infinity": None}[cmd.depth]
+        found = await self.store.get_metadata(self._account().id, target, names, depth)
+        longest = 0
+        if cmd.maxsize is not None:
+            longest = max((len(v) for _, v in found if len(v) > cmd.maxsize), default=0)
+            found = [(e, v) for e, v in found if len(v) <= cmd.maxsize]
+        if found:
+            self.out.send(encode.metadata(cmd.mailbox, [(e, _metadata_value(v)) for e, v in found],
+                                          utf8=self.utf8))
+        if longest:
+            return ("some values are longer than MAXSIZE", ResponseCode("METADATA", (encode.Atom("LONGENTRIES"), longest)))
+        return None
+
+    async def do_setmetadata(self, cmd: c.SetMetadata) -> None:
+        target = await self._metadata_target(cmd.mailbox)
+        entries = [(metadata_entry(entry), value) for entry, value in cmd.entries]
+        if any(value is not None and len(value) > METADATA_MAXSIZE for _, value in entries):
+            raise _no("the value is too large", ResponseCode("METADATA", (encode.Atom("MAXSIZE"), METADATA_MAXSIZE)))
+        try:
+            await self.store.set_metadata(self._account().id, target, entries, METADATA_MAX_ENTRIES)
+        except QuotaExceeded:
+            raise _no("too many metadata entries", ResponseCode("METADATA", (encode.Atom("TOOMANY"),))) from None
 
     # -- SELECT / EXAMINE -------------------------------------------------------------------------
 
@@ -645,7 +712,7 @@ class ImapSession:
             chunk = uids[start:start + FETCH_BATCH]
             parsed: dict[int, dict] = {}
             if plan.needs_parse:
-                pairs = await self.store.messages_with_parsed(sel.mailbox_id, chunk)
+                pairs = await self.store.messages_with_parsed(sel.mailbox_id, chunk, plan.parse_keys)
                 batch = [m for m, _ in pairs]
                 parsed = {m.blob_id: p for m, p in pairs}
             else:
@@ -711,6 +778,7 @@ class ImapSession:
             self.enabled.condstore = True
         changed, refused = await self.store.store_flags(sel.mailbox_id, uids, mode, flags, keywords,
                                                         cmd.unchangedsince)
+        self.app.spam.flagged(self._account().id, mode, keywords, changed)  # -- spam --: $Junk/$NotJunk train
         for message in changed:
             sel.note_own_change(message)
         if not cmd.silent or cmd.unchangedsince is not None:
@@ -759,6 +827,7 @@ class ImapSession:
             raise _no("the copy would exceed the storage quota", encode.OVERQUOTA) from None
         if not pairs:
             return None
+        self.app.spam.moved(self._account().id, sel.mailbox_id, target, [p[1] for p in pairs])  # -- spam --: Junk trains
         code = encode.code_copyuid(target.uidvalidity, [p[0] for p in pairs], [p[1] for p in pairs])
         if isinstance(cmd, c.Move):
             # RFC 6851 §4.3: COPYUID goes in an untagged OK before the expunges
@@ -788,7 +857,7 @@ class ImapSession:
             chunk = uids[start:start + SEARCH_BATCH]
             parsed: dict[int, dict] = {}
             if needs.parse:
-                pairs = await self.store.messages_with_parsed(sel.mailbox_id, chunk)
+                pairs = await self.store.messages_with_parsed(sel.mailbox_id, chunk, needs.parse_keys)
                 batch = [m for m, _ in pairs]
                 parsed = {m.blob_id: p for m, p in pairs}
             else:
@@ -871,6 +940,26 @@ def _uses_modseq(keys: Sequence[c.SearchKey]) -> bool:
         elif isinstance(key, c.SearchAnd):
             stack += key.keys
     return False
+
+
+_METADATA_ENTRY = re.compile(r"/(private|shared)(/[\x21-\x7e]+)*")
+
+
+def metadata_entry(name: str) -> str:
+    """RFC 5464 §3.2: an entry name under /private or /shared, compared without case."""
+    lower = name.lower()
+    if not _METADATA_ENTRY.fullmatch(lower) or "//" in lower or "*" in lower or "%" in lower:
+        raise _bad(f"invalid metadata entry name {name!r}", encode.CLIENTBUG)
+    return lower
+
+
+def _metadata_value(value: bytes) -> str | bytes:
+    """Text goes out as a string (quoted when short), anything else as a literal."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value
+    return text if text.isprintable() else value
 
 
 def split_flags(names: Sequence[str]) -> tuple[Flag, frozenset[str]]:

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import ipaddress
 import logging
+import os
 import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
@@ -264,13 +266,15 @@ class SizeCache:
 class Pop3Service:
     """The POP3 side of one App: maildrop locks, the size cache, the live sessions.
 
-    The locks are in-process: with ``serve --workers N`` or several nodes, two sessions in two
-    processes could both open one maildrop (a store-level lease would close that gap)."""
+    A maildrop lock (RFC 1939 §8) is an ``flock`` on ``DATA/run/pop3/ACCOUNT.lock``: it holds
+    across the processes of ``serve --workers N`` on one machine, and the kernel drops it when
+    its process dies, so a crash never leaves a maildrop locked."""
 
     def __init__(self, app: App) -> None:
         self.app = app
         self.sizes = SizeCache()
-        self._locked: set[int] = set()
+        self._locks: dict[int, int] = {}  # account id -> the open, flocked file
+        self._lock_dir = app.settings.data_path / "run" / "pop3"
         self._sessions: set[Pop3Session] = set()
         self._watcher: asyncio.Task[None] | None = None
 
@@ -285,13 +289,22 @@ class Pop3Service:
             self._sessions.discard(session)
 
     def lock(self, account_id: int) -> bool:
-        if account_id in self._locked:
+        if account_id in self._locks:
             return False
-        self._locked.add(account_id)
+        self._lock_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._lock_dir / f"{account_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._locks[account_id] = fd
         return True
 
     def unlock(self, account_id: int) -> None:
-        self._locked.discard(account_id)
+        fd = self._locks.pop(account_id, None)
+        if fd is not None:
+            os.close(fd)  # closing the file releases the flock
 
     def _watch_shutdown(self) -> None:
         if self._watcher is None:

@@ -17,10 +17,12 @@ from postbote.dns import DnsError, NoRecords, NxDomain, Resolver, TempFailure
 
 @dataclass(frozen=True)
 class Route:
-    """The hosts to try, in order. ``mx`` is False for the implicit MX (the domain's own address)."""
+    """The hosts to try, in order. ``mx`` is False for the implicit MX (the domain's own address);
+    ``secure``: the MX answer was DNSSEC-validated, which DANE needs first (RFC 7672 §2.2.1)."""
 
     hosts: tuple[str, ...]
     mx: bool = True
+    secure: bool = False
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ def order_mx(records: list[tuple[int, str]], rng: random.Random | None = None) -
 
 async def route(resolver: Resolver, domain: str, rng: random.Random | None = None) -> Route | NoRoute:
     try:
-        records = await resolver.mx(domain)
+        answer = await resolver.query(domain, "MX")
     except NxDomain:
         return NoRoute(f"{domain}: no such domain", True, "5.1.2")
     except NoRecords:
@@ -53,10 +55,11 @@ async def route(resolver: Resolver, domain: str, rng: random.Random | None = Non
         return NoRoute(f"MX lookup failed: {exc}", False, "4.4.3")
     except DnsError as exc:
         return NoRoute(f"MX lookup failed: {exc}", False, "4.4.3")
+    records = [(r.preference, r.exchange.to_text(omit_final_dot=True)) for r in answer.rrset]
     if any(host in ("", ".") for _, host in records):
         # RFC 7505 §3: a null MX; nothing else is to be tried.
         return NoRoute(f"{domain} does not accept mail (null MX)", True, "5.1.10")
-    return Route(tuple(order_mx(records, rng)))
+    return Route(tuple(order_mx(records, rng)), secure=answer.authenticated)
 
 
 async def _implicit(resolver: Resolver, domain: str) -> Route | NoRoute:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 from postbote.delivery.recipients import NotLocal, Resolved, resolve
 from postbote.dns import DnsError
-from postbote.delivery.service import Accepted, Envelope, PermFailure, Recipient, new_queue_id
+from postbote.delivery.service import Accepted, Envelope, PermFailure, Recipient, RecipientOutcome, new_queue_id
+from postbote import metrics
 from postbote.log import event
 from postbote.queue import dane, schedule
 from postbote.queue.dsn import RecipientReport, build_dsn, status_of, strip_return_path, wants
@@ -177,7 +178,7 @@ class QueueRunner:
             if not remaining or self.stopping:
                 break
             try:
-                remaining, last = await self._via_host(host, domain, policy, remaining, last)
+                remaining, last = await self._via_host(host, domain, policy, remaining, last, found.secure)
             except HostFailure as exc:
                 last = f"451 4.4.1 {exc.reason}"
         if self.stopping and remaining:
@@ -188,7 +189,7 @@ class QueueRunner:
             await self._finish(entry, _all(entry, "pending", last))
 
     async def _via_host(self, host: str, domain: str, policy: Policy | None, entries: list[QueuedEntry],
-                        last: str) -> tuple[list[QueuedEntry], str]:
+                        last: str, secure_mx: bool = False) -> tuple[list[QueuedEntry], str]:
         o = self.settings
         smarthost = bool(o.smarthost)
         port = o.smarthost_port if smarthost else o.port
@@ -198,7 +199,7 @@ class QueueRunner:
             raise HostFailure(f"address lookup for {host} failed: {exc}") from None
         if not addresses:
             raise HostFailure(f"{host} has no address records")
-        tls = await self._tls_policy(host, port, policy)
+        tls = await self._tls_policy(host, port, policy, secure_mx)
         auth = (o.smarthost_user, o.smarthost_password) if smarthost and o.smarthost_user else None
         remaining = list(entries)
         for address in addresses:
@@ -238,11 +239,12 @@ class QueueRunner:
         except HostFailure:
             return None
 
-    async def _tls_policy(self, host: str, port: int, policy: Policy | None) -> TlsPolicy:
+    async def _tls_policy(self, host: str, port: int, policy: Policy | None, secure_mx: bool) -> TlsPolicy:
         o = self.settings
         if o.smarthost:
             return TlsPolicy({"starttls": "verify", "implicit": "implicit", "none": "none"}[o.smarthost_tls], host)
-        if o.dane:
+        # RFC 7672 §2.2.1: TLSA records count only for an MX host found through a validated MX answer.
+        if o.dane and secure_mx:
             found = await dane.lookup(self.app.resolver, host, port)
             if found.temporary_failure:
                 raise HostFailure(f"TLSA lookup for {host} failed: {found.temporary_failure}")
@@ -283,12 +285,8 @@ class QueueRunner:
             raw = await self.store.read_blob(entry.blob_id)
             envelope = Envelope(entry.sender, tuple(recipients), entry.queue_id, entry.envid, entry.ret,
                                 entry.smtputf8, entry.body)
-            for outcome in await self.app.delivery.deliver(envelope, raw, enforce_quota=False):
-                status = "sent" if isinstance(outcome, Accepted) else \
-                    "failed" if isinstance(outcome, PermFailure) else "pending"
-                reply = "250 2.0.0 delivered locally" if status == "sent" else \
-                    f"{550 if status == 'failed' else 451} {'5.2.0' if status == 'failed' else '4.2.0'} {outcome.reason}"
-                results.append(RecipientResult(outcome.address, status, reply))
+            outcomes = await self.app.delivery.deliver(envelope, raw, enforce_quota=False)
+            results += [_local_result(o) for o in outcomes]
         await self._finish(entry, results, self.app.settings.hostname)
 
     # -- recording and notifying ------------------------------------------------------------
@@ -323,8 +321,14 @@ class QueueRunner:
             if reports:
                 await self._notify(entry, reports, until)
         last = (deferred or failed or sent or [RecipientResult("", "", "")])[0].reply
-        await self.store.record_outbound_attempt(entry.id, results, schedule.next_attempt(o, entry.attempts + 1, now),
-                                                 last, delay_notified=delay)
+        retry_at = schedule.next_attempt(o, entry.attempts + 1, now)
+        await self.store.record_outbound_attempt(entry.id, results, retry_at, last, delay_notified=delay)
+        event(log, "queue entry", queue_id=entry.queue_id, domain=entry.domain, attempt=entry.attempts + 1,
+              sent=len(sent), failed=len(failed), deferred=len(deferred),
+              next=retry_at if deferred else None, reply=last)
+        for result, rs in (("sent", sent), ("failed", failed), ("deferred", deferred)):
+            if rs:
+                metrics.MESSAGES_SENT.labels(result).inc(len(rs))
         self.in_flight.discard(entry.id)
 
     async def _notify(self, entry: QueuedEntry, reports: list[RecipientReport], until: float | None) -> None:
@@ -348,6 +352,15 @@ class QueueRunner:
         outcomes = await self.app.delivery.deliver(Envelope("", (rcpt,), queue_id), raw, enforce_quota=False)
         event(log, "dsn", queue_id=entry.queue_id, dsn_queue_id=queue_id, action=reports[0].action,
               to=entry.sender, rcpts=len(reports), ok=all(isinstance(o, Accepted) for o in outcomes))
+
+
+def _local_result(outcome: RecipientOutcome) -> RecipientResult:
+    """The delivery service's outcome in the queue's terms, with an SMTP-like reply for the DSN."""
+    if isinstance(outcome, Accepted):
+        return RecipientResult(outcome.address, "sent", "250 2.0.0 delivered locally")
+    if isinstance(outcome, PermFailure):
+        return RecipientResult(outcome.address, "failed", f"550 5.2.0 {outcome.reason}")
+    return RecipientResult(outcome.address, "pending", f"451 4.2.0 {outcome.reason}")
 
 
 def _all(entry: QueuedEntry, status: str, reply: str) -> list[RecipientResult]:

@@ -31,6 +31,7 @@ from postbote.delivery.service import (
 from postbote.filters.pipeline import Action, MessageContext, PipelineResult, insert_headers, run_filters
 from postbote.listener import Connection, Listener
 from postbote.log import event
+from postbote import metrics  # -- operations --
 from postbote.mail.address import AddressError, parse_address
 from postbote.smtp import replies as R
 from postbote.smtp.protocol import (
@@ -296,11 +297,14 @@ class SmtpSession:
         notify = ",".join(ev.params.notify) if ev.params.notify else None
         orcpt = f"{ev.params.orcpt_type};{ev.params.orcpt}" if ev.params.orcpt else None
         if isinstance(resolved, Unknown):
-            event(log, "rcpt refused: unknown", session=self.conn.id, rcpt=address)
+            event(log, "rcpt refused: unknown", session=self.conn.id, queue_id=self.tx.queue_id, rcpt=address)
+            metrics.MESSAGES_REFUSED.labels("unknown_recipient").inc()  # -- operations --
             return UNKNOWN_USER
         if isinstance(resolved, NotLocal):
             if self.account is None:
-                event(log, "rcpt refused: relay", session=self.conn.id, rcpt=address, ip=self.conn.peer_ip)
+                event(log, "rcpt refused: relay", session=self.conn.id, queue_id=self.tx.queue_id, rcpt=address,
+                      ip=self.conn.peer_ip)
+                metrics.MESSAGES_REFUSED.labels("relay_denied").inc()  # -- operations --
                 return RELAY_DENIED
             self.tx.recipients.append(Recipient(resolved.address, remote=(resolved.address,), notify=notify,
                                                 orcpt=orcpt))
@@ -378,8 +382,10 @@ class SmtpSession:
             except Exception:  # a filter's bug must not lose the session or the message
                 log.exception("filter failed", extra={"fields": {"session": self.conn.id, "queue_id": tx.queue_id}})
                 return R.TEMPORARY_FAILURE
+            metrics.FILTER_VERDICTS.labels(verdict.action.value).inc()  # -- operations --
             if verdict.refusal is not None:
                 r = verdict.refusal
+                metrics.MESSAGES_REFUSED.labels("filter").inc()  # -- operations --
                 event(log, "message refused by filter", session=self.conn.id, queue_id=tx.queue_id,
                       code=r.code, reason=r.text)
                 return Reply(r.code, r.status, r.text)
@@ -391,6 +397,7 @@ class SmtpSession:
         self.messages += sum(isinstance(o, Accepted) for o in outcomes)
         event(log, "message", session=self.conn.id, queue_id=tx.queue_id, sender=tx.sender.address,
               rcpts=len(tx.recipients), accepted=sum(isinstance(o, Accepted) for o in outcomes))
+        metrics.MESSAGES_RECEIVED.labels(self.conn.service).inc()  # -- operations --
         if self.policy.lmtp:
             return [_outcome_reply(o, tx.queue_id) for o in outcomes]
         return _combined_reply(outcomes, tx.queue_id)
@@ -417,9 +424,10 @@ class SmtpSession:
             authenticated_user=self.account.account.address if self.account else None,
             tls=describe(self.writer.get_extra_info("ssl_object")), trace_length=tx.trace_length)
         verdict = await run_filters(self.app.filters, ctx)
-        if verdict.prepended and verdict.refusal is None:
+        if (verdict.prepended or verdict.removed) and verdict.refusal is None:
             await asyncio.get_running_loop().run_in_executor(
-                self.app.executor, insert_headers, tx.spool_path, tx.trace_length, verdict.prepended)
+                self.app.executor, insert_headers, tx.spool_path, tx.trace_length, verdict.prepended,
+                verdict.removed)
         return verdict
 
     def _trace_headers(self) -> bytes:

@@ -40,6 +40,7 @@ from .types import (
     StoreError,
 )
 from .types import DmarcEvaluation  # -- dmarc --
+from .types import ApiToken  # -- admin --
 from .types import SpamCounts  # -- spam --
 
 
@@ -328,11 +329,15 @@ class Store(abc.ABC):
         IMAP SEARCH SUBJECT to check exactly; None when the backend cannot narrow it."""
         return None
 
-    async def messages_with_parsed(self, mailbox_id: int, uids: Sequence[int]) -> list[tuple[Message, dict]]:
+    async def messages_with_parsed(self, mailbox_id: int, uids: Sequence[int],
+                                   keys: Sequence[str] | None = None) -> list[tuple[Message, dict]]:
         """`messages_by_uid` with each message's cached parse, in one round trip where the
-        backend can (FETCH ENVELOPE, SEARCH on headers)."""
+        backend can (FETCH ENVELOPE, SEARCH on headers). With ``keys``, only those top-level
+        members of the cache (``ParsedMessage.to_json``), which is much cheaper to decode."""
         messages = await self.messages_by_uid(mailbox_id, uids)
         parsed = await self.parsed_many([m.blob_id for m in messages])
+        if keys is not None:
+            parsed = {b: {k: p.get(k) for k in keys} for b, p in parsed.items()}
         return [(m, parsed[m.blob_id]) for m in messages]
 
     async def get_metadata(self, account_id: int, mailbox_id: int, prefixes: Sequence[str],
@@ -372,8 +377,9 @@ class Store(abc.ABC):
         """Count one more spam (or ham) verdict of mail from ``sender`` for each account."""
         raise StoreError("this store keeps no spam filter state")
 
-    async def greylist_touch(self, triplet: str, now: int) -> tuple[int, int]:
-        """(first seen, passed at or 0) of a greylisting triplet; a new one is first seen ``now``."""
+    async def greylist_touch(self, triplet: str, now: int, restart_before: int = 0) -> tuple[int, int]:
+        """(first seen, passed at or 0) of a greylisting triplet; a new one is first seen ``now``,
+        and so is one never passed and first seen before ``restart_before`` (its retry came too late)."""
         raise StoreError("this store keeps no greylist")
 
     async def greylist_pass(self, triplet: str, now: int) -> None:
@@ -383,3 +389,27 @@ class Store(abc.ABC):
     async def greylist_expire(self, before: int) -> int:
         """Forget triplets not seen since ``before``; returns how many."""
         raise StoreError("this store keeps no greylist")
+
+    # -- admin -------------------------------------------------------------------
+    async def set_admin(self, account_id: int, admin: bool) -> None:
+        """Mark (or unmark) an account as an administrator of the web interface and API."""
+        raise StoreError("this store keeps no administrators")
+
+    async def list_admins(self) -> list[int]:
+        """The account ids marked as administrators."""
+        raise StoreError("this store keeps no administrators")
+
+    async def add_api_token(self, name: str, token_hash: str, account_id: int) -> "ApiToken":
+        """Keep an API token's hash; raises AlreadyExists for a name in use."""
+        raise StoreError("this store keeps no API tokens")
+
+    async def list_api_tokens(self) -> list["ApiToken"]:
+        raise StoreError("this store keeps no API tokens")
+
+    async def delete_api_token(self, name: str) -> int:
+        """Revoke a token; returns how many were removed (0 or 1)."""
+        raise StoreError("this store keeps no API tokens")
+
+    async def find_api_token(self, token_hash: str, now: int) -> "ApiToken | None":
+        """The token with this hash, noting its use at ``now``; None if unknown."""
+        raise StoreError("this store keeps no API tokens")

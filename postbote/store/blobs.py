@@ -22,6 +22,7 @@ import errno
 import hashlib
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +52,12 @@ def fsync_dir(path: Path) -> None:
 
 
 class BlobFiles:
-    """The folder of blob files, ``ROOT/ab/abcdef…``, with its ``tmp/``."""
+    """The folder of blob files, ``ROOT/YYYYMMDD/SHA256``, with its ``tmp/``.
+
+    A blob is named by its path relative to the root (``name``); the store
+    keeps that name in the blob's row. New blobs go into the folder of the
+    day, so the blobs of one group commit share one folder (one fsync).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -60,8 +66,16 @@ class BlobFiles:
     def open(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)
 
-    def path(self, sha256: str) -> Path:
-        return self.root / sha256[:2] / sha256
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    @staticmethod
+    def new_name(sha256: str) -> str:
+        return time.strftime("%Y%m%d", time.gmtime()) + "/" + sha256
+
+    @staticmethod
+    def legacy_name(sha256: str) -> str:
+        return sha256[:2] + "/" + sha256
 
     def stage(self, data: bytes) -> StagedBlob:
         """Write ``data`` to a fsynced temporary file; raises DiskFull on ENOSPC."""
@@ -98,12 +112,12 @@ class BlobFiles:
             raise _write_error(exc) from None
         return StagedBlob(digest.hexdigest(), size, path, owned=False)
 
-    def materialize(self, staged: StagedBlob) -> Path | None:
-        """Make the final file exist; returns the folder to fsync, if one changed.
+    def materialize(self, staged: StagedBlob, name: str) -> Path | None:
+        """Make the final file ``name`` exist; returns the folder to fsync, if one changed.
 
         Call only inside the write transaction (see the module docstring).
         """
-        final = self.path(staged.sha256)
+        final = self.path(name)
         if final.exists():
             return None
         final.parent.mkdir(exist_ok=True)
@@ -119,11 +133,11 @@ class BlobFiles:
         if staged.owned:
             staged.temp_path.unlink(missing_ok=True)
 
-    def read(self, sha256: str) -> bytes:
-        return self.path(sha256).read_bytes()
+    def read(self, name: str) -> bytes:
+        return self.path(name).read_bytes()
 
-    def remove(self, sha256: str) -> None:
-        self.path(sha256).unlink(missing_ok=True)
+    def remove(self, name: str) -> None:
+        self.path(name).unlink(missing_ok=True)
 
     def sweep_temp(self, older_than: float, now: float) -> int:
         """Remove temporary files left by a crash (only old ones: another
@@ -142,8 +156,8 @@ class BlobFiles:
         """Every final blob name on disk (for orphan sweeps and checks)."""
         names = []
         for sub in os.scandir(self.root):
-            if sub.is_dir() and len(sub.name) == 2:
-                names.extend(e.name for e in os.scandir(sub.path))
+            if sub.is_dir() and sub.name != "tmp":
+                names.extend(f"{sub.name}/{e.name}" for e in os.scandir(sub.path))
         return names
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 
 from .types import Change
 
@@ -64,6 +65,9 @@ class ChangeFeed:
     def __init__(self) -> None:
         self._subs: dict[int, set[Subscription]] = defaultdict(set)
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Set by a FeedBus when several processes share the store: local
+        # changes are also sent to the other processes.
+        self.forward: Callable[[Change], None] | None = None
 
     def subscribe(self, account_id: int) -> Subscription:
         self._loop = asyncio.get_running_loop()
@@ -79,7 +83,14 @@ class ChangeFeed:
                 del self._subs[sub.account_id]
 
     def publish(self, change: Change) -> None:
-        """Wake every subscriber of the change's account. Safe from any thread."""
+        """Wake every subscriber of the change's account, here and (through the
+        bus, if any) in the other processes. Safe from any thread."""
+        if self.forward is not None:
+            self.forward(change)
+        self.publish_local(change)
+
+    def publish_local(self, change: Change) -> None:
+        """Wake this process's subscribers only (changes that came over the bus)."""
         loop = self._loop
         if loop is None:
             return

@@ -10,6 +10,7 @@ share the next transaction and its fsyncs.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import json
 import os
@@ -56,6 +57,7 @@ from .types import (
     StoreError,
 )
 from .types import DmarcEvaluation  # -- dmarc --
+from .types import ApiToken  # -- admin --
 from .types import SpamCounts  # -- spam --
 
 _DMARC_COLUMNS = ("received, source_ip, header_from, envelope_from, policy_domain, policy, disposition, "
@@ -66,6 +68,9 @@ T = TypeVar("T")
 # Most deliveries that one group commit takes at once.
 MAX_BATCH = 256
 BUSY_TIMEOUT_MS = 30_000
+
+# Where a blob's file is, relative to DATA/blobs (see migration 0008).
+_BLOB_NAME = "COALESCE(path, substr(sha256, 1, 2) || '/' || sha256)"
 
 _MESSAGE_COLUMNS = "id, mailbox_id, uid, modseq, flags, keywords, internaldate, size, blob_id, savedate"
 
@@ -140,6 +145,7 @@ class SqliteDb:
         self.feed = feed or ChangeFeed()
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
+        self._lock_fds: list[int] = []
         self._lock = threading.Lock()
 
     # -- connections and transactions -----------------------------------------
@@ -159,6 +165,9 @@ class SqliteDb:
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
+            for fd in self._lock_fds:
+                os.close(fd)
+            self._lock_fds.clear()
         self._local = threading.local()
 
     def _conn(self) -> sqlite3.Connection:
@@ -182,17 +191,36 @@ class SqliteDb:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction; BEGIN IMMEDIATE takes the lock up front so two
-        writers never deadlock upgrading from a read."""
+        """A write transaction. Writers queue on an ``flock`` first: the kernel
+        wakes the next one the moment the lock is free, where SQLite's own busy
+        handler would poll with sleeps of up to 100 ms (worker processes and
+        CLI commands share the database). BEGIN IMMEDIATE then takes SQLite's
+        lock up front, so two writers never deadlock upgrading from a read."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        lock_fd = self._writer_lock_fd()
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+        finally:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+
+    def _writer_lock_fd(self) -> int:
+        """One open file per thread: flock excludes across open files, so
+        threads of one process queue as processes do."""
+        fd = getattr(self._local, "lock_fd", None)
+        if fd is None:
+            fd = os.open(self.data_dir / "postbote.db.writer", os.O_RDWR | os.O_CREAT, 0o600)
+            self._local.lock_fd = fd
+            with self._lock:
+                self._lock_fds.append(fd)
+        return fd
 
     def _read(self) -> sqlite3.Connection:
         return self._conn()
@@ -539,17 +567,18 @@ class SqliteDb:
         return results
 
     def _blob_id(self, conn: sqlite3.Connection, job: _DeliveryJob, dirs: set[Path]) -> int:
-        changed_dir = self.blobs.materialize(job.staged)
+        row = conn.execute(f"SELECT id, {_BLOB_NAME} FROM blobs WHERE sha256 = ?", (job.staged.sha256,)).fetchone()
+        name = row[1] if row else self.blobs.new_name(job.staged.sha256)
+        changed_dir = self.blobs.materialize(job.staged, name)  # even for a known row: GC may have raced
         if changed_dir is not None:
             dirs.add(changed_dir)
-        row = conn.execute("SELECT id FROM blobs WHERE sha256 = ?", (job.staged.sha256,)).fetchone()
         if row:
             return row[0]
         s = job.summary
         cur = conn.execute(
-            "INSERT INTO blobs(sha256, size, parsed, subject, from_addr, to_addr, cc_addr, message_id, sent_date)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (job.staged.sha256, job.staged.size, json.dumps(job.parsed, separators=(",", ":")),
+            "INSERT INTO blobs(sha256, path, size, parsed, subject, from_addr, to_addr, cc_addr, message_id, sent_date)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (job.staged.sha256, name, job.staged.size, json.dumps(job.parsed, separators=(",", ":")),
              s["subject"], s["from_addr"], s["to_addr"], s["cc_addr"], s["message_id"], s["sent_date"]))
         return cur.lastrowid
 
@@ -632,10 +661,10 @@ class SqliteDb:
         return row[0]
 
     def read_blob(self, blob_id: int) -> bytes:
-        return self.blobs.read(self._blob_row(blob_id, "sha256"))
+        return self.blobs.read(self._blob_row(blob_id, _BLOB_NAME))
 
     def blob_path(self, blob_id: int) -> Path | None:
-        path = self.blobs.path(self._blob_row(blob_id, "sha256"))
+        path = self.blobs.path(self._blob_row(blob_id, _BLOB_NAME))
         return path if path.exists() else None
 
     def parsed(self, blob_id: int) -> dict:
@@ -819,17 +848,37 @@ class SqliteDb:
 
     def record_outbound_attempt(self, entry_id: int, results: Sequence[RecipientResult], next_attempt: int,
                                 last_reply: str, delay_notified: bool = False) -> bool:
+        [gone] = self.record_outbound_attempts([(entry_id, results, next_attempt, last_reply, delay_notified)])
+        if isinstance(gone, BaseException):
+            raise gone
+        return gone
+
+    def record_outbound_attempts(self, attempts: Sequence[tuple]) -> list[bool | BaseException]:
+        """Several ``record_outbound_attempt`` calls in one transaction (one fsync): the queue's group commit."""
+        out: list[bool | BaseException] = []
         with self._write() as conn:
-            conn.executemany(
-                "UPDATE outbound_rcpt SET status = ?, last_reply = ? WHERE entry_id = ? AND address = ?"
-                " AND status = 'pending'", [(r.status, r.reply, entry_id, r.address) for r in results])
-            conn.execute("UPDATE outbound SET attempts = attempts + 1, last_reply = ?, next_attempt = ?,"
-                         " lease_until = 0, delay_notified = MAX(delay_notified, ?) WHERE id = ?",
-                         (last_reply, next_attempt, int(delay_notified), entry_id))
-            left = conn.execute("SELECT 1 FROM outbound_rcpt WHERE entry_id = ? AND status = 'pending' LIMIT 1",
-                                (entry_id,)).fetchone()
-            if left is None:
-                self._drop_outbound(conn, "id = ?", (entry_id,))
+            for entry_id, results, next_attempt, last_reply, delay_notified in attempts:
+                conn.execute("SAVEPOINT attempt")
+                try:
+                    out.append(self._record(conn, entry_id, results, next_attempt, last_reply, delay_notified))
+                except sqlite3.Error as exc:
+                    conn.execute("ROLLBACK TO attempt")
+                    out.append(StoreError(f"cannot record the attempt: {exc}"))
+                conn.execute("RELEASE attempt")
+        return out
+
+    def _record(self, conn: sqlite3.Connection, entry_id: int, results: Sequence[RecipientResult],
+                next_attempt: int, last_reply: str, delay_notified: bool) -> bool:
+        conn.executemany(
+            "UPDATE outbound_rcpt SET status = ?, last_reply = ? WHERE entry_id = ? AND address = ?"
+            " AND status = 'pending'", [(r.status, r.reply, entry_id, r.address) for r in results])
+        conn.execute("UPDATE outbound SET attempts = attempts + 1, last_reply = ?, next_attempt = ?,"
+                     " lease_until = 0, delay_notified = MAX(delay_notified, ?) WHERE id = ?",
+                     (last_reply, next_attempt, int(delay_notified), entry_id))
+        left = conn.execute("SELECT 1 FROM outbound_rcpt WHERE entry_id = ? AND status = 'pending' LIMIT 1",
+                            (entry_id,)).fetchone()
+        if left is None:
+            self._drop_outbound(conn, "id = ?", (entry_id,))
         return left is None
 
     def _drop_outbound(self, conn: sqlite3.Connection, where: str, args: Sequence[Any]) -> int:
@@ -866,15 +915,15 @@ class SqliteDb:
         """Delete unreferenced blobs, rows and files together, under the write lock
         (see blobs.py for why that ordering keeps concurrent deliveries safe)."""
         with self._write() as conn:
-            rows = conn.execute("DELETE FROM blobs WHERE refcount <= 0 RETURNING sha256").fetchall()
-            for (sha,) in rows:
-                self.blobs.remove(sha)
+            rows = conn.execute(f"DELETE FROM blobs WHERE refcount <= 0 RETURNING {_BLOB_NAME}").fetchall()
+            for (name,) in rows:
+                self.blobs.remove(name)
         return len(rows)
 
     def sweep_orphans(self) -> int:
         """Remove blob files that no row names (a crash between link and commit)."""
         with self._write() as conn:
-            known = {r[0] for r in conn.execute("SELECT sha256 FROM blobs")}
+            known = {r[0] for r in conn.execute(f"SELECT {_BLOB_NAME} FROM blobs")}
             orphans = [name for name in self.blobs.all_names() if name not in known]
             for name in orphans:
                 self.blobs.remove(name)
@@ -949,10 +998,12 @@ class SqliteDb:
             for account_id in dict.fromkeys(account_ids):
                 _reputation(conn, account_id, sender, spam, now)
 
-    def greylist_touch(self, triplet: str, now: int) -> tuple[int, int]:
+    def greylist_touch(self, triplet: str, now: int, restart_before: int = 0) -> tuple[int, int]:
         with self._write() as conn:
             conn.execute("INSERT INTO greylist (triplet, first_seen, passed, updated) VALUES (?, ?, 0, ?) "
-                         "ON CONFLICT (triplet) DO UPDATE SET updated = excluded.updated", (triplet, now, now))
+                         "ON CONFLICT (triplet) DO UPDATE SET updated = excluded.updated, first_seen = "
+                         "CASE WHEN passed = 0 AND first_seen < ? THEN excluded.first_seen ELSE first_seen END",
+                         (triplet, now, now, restart_before))
             first, passed = conn.execute("SELECT first_seen, passed FROM greylist WHERE triplet = ?",
                                          (triplet,)).fetchone()
         return first, passed
@@ -1024,14 +1075,24 @@ class SqliteDb:
             (mailbox_id, pattern))
         return [r[0] for r in rows]
 
-    def messages_with_parsed(self, mailbox_id: int, uids: Sequence[int]) -> list[tuple[Message, dict]]:
+    def messages_with_parsed(self, mailbox_id: int, uids: Sequence[int],
+                             keys: Sequence[str] | None = None) -> list[tuple[Message, dict]]:
         found: list[tuple[Message, dict]] = []
         conn = self._read()
         columns = ", ".join("m." + name.strip() for name in _MESSAGE_COLUMNS.split(","))
+        if keys is None:
+            wanted = "b.parsed"
+        else:  # only these top-level members: decoding a whole cached parse is the cost
+            if not all(key.isalnum() for key in keys):
+                raise StoreError("invalid parse cache key")
+            # json_extract keeps the JSON subtype of arrays and objects, so json_object nests
+            # them as JSON and quotes strings: one small document to decode.
+            wanted = "json_object(" + ", ".join(f"'{key}', json_extract(b.parsed, '$.{key}')"
+                                                for key in keys) + ")"
         for chunk in self._uid_chunks(sorted(uids)):
             marks = ",".join("?" * len(chunk))
             rows = conn.execute(
-                f"SELECT {columns}, b.parsed FROM messages m JOIN blobs b ON b.id = m.blob_id"
+                f"SELECT {columns}, {wanted} FROM messages m JOIN blobs b ON b.id = m.blob_id"
                 f" WHERE m.mailbox_id = ? AND m.uid IN ({marks}) ORDER BY m.uid", (mailbox_id, *chunk))
             found += [(_message(row[:-1]), json.loads(row[-1])) for row in rows]
         return found
@@ -1072,6 +1133,47 @@ class SqliteDb:
             for blob_id, text in conn.execute(f"SELECT id, parsed FROM blobs WHERE id IN ({marks})", tuple(chunk)):
                 found[blob_id] = json.loads(text)
         return found
+
+    # -- admin -------------------------------------------------------------------
+    def set_admin(self, account_id: int, admin: bool) -> None:
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+                raise NotFound(f"no account with id {account_id}")
+            if admin:
+                conn.execute("INSERT OR IGNORE INTO admin_accounts VALUES (?, ?)", (account_id, int(time.time())))
+            else:
+                conn.execute("DELETE FROM admin_accounts WHERE account_id = ?", (account_id,))
+
+    def list_admins(self) -> list[int]:
+        return [r[0] for r in self._read().execute("SELECT account_id FROM admin_accounts ORDER BY account_id")]
+
+    _TOKEN = "SELECT id, name, account_id, created, last_used FROM api_tokens"
+
+    def add_api_token(self, name: str, token_hash: str, account_id: int) -> ApiToken:
+        now = int(time.time())
+        try:
+            with self._write() as conn:
+                cur = conn.execute("INSERT INTO api_tokens(name, token_hash, account_id, created) VALUES (?, ?, ?, ?)",
+                                   (name, token_hash, account_id, now))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"API token {name} exists already") from None
+        return ApiToken(cur.lastrowid, name, account_id, now)
+
+    def list_api_tokens(self) -> list[ApiToken]:
+        return [ApiToken(*r) for r in self._read().execute(self._TOKEN + " ORDER BY name")]
+
+    def delete_api_token(self, name: str) -> int:
+        with self._write() as conn:
+            return conn.execute("DELETE FROM api_tokens WHERE name = ?", (name,)).rowcount
+
+    def find_api_token(self, token_hash: str, now: int) -> ApiToken | None:
+        row = self._read().execute(self._TOKEN + " WHERE token_hash = ?", (token_hash,)).fetchone()
+        if row is None:
+            return None
+        if now - row[4] > 60:  # note the use, at most once a minute per token: reads stay reads
+            with self._write() as conn:
+                conn.execute("UPDATE api_tokens SET last_used = ? WHERE id = ?", (now, row[0]))
+        return ApiToken(*row)
 
 
 def _apply_flags(m: Message, mode: FlagMode, flags: Flag, keywords: frozenset[str]) -> tuple[Flag, frozenset[str]]:
@@ -1175,6 +1277,47 @@ class _GroupCommit:
             self._running = False
 
 
+class _AttemptCommit:
+    """-- outbound queue --: records of delivery attempts that arrive together share one transaction.
+
+    Every queue worker records each message's result before the next; with
+    one fsync each, several workers would spend their time waiting on the
+    disk. Like ``_GroupCommit``: a record waits only while a commit runs.
+    """
+
+    def __init__(self, store: "SqliteStore") -> None:
+        self._store = store
+        self._pending: list[tuple[tuple, asyncio.Future]] = []
+        self._running = False
+
+    async def submit(self, attempt: tuple) -> bool:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((attempt, future))
+        if not self._running:
+            self._running = True
+            asyncio.ensure_future(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                try:
+                    results = await self._store._run(SqliteDb.record_outbound_attempts, self._store.db,
+                                                     [a for a, _ in batch])
+                except BaseException as exc:  # the whole commit failed: every caller learns it
+                    results = [exc] * len(batch)
+                for (_, future), result in zip(batch, results):
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result if isinstance(result, StoreError) else StoreError(str(result)))
+                    else:
+                        future.set_result(result)
+        finally:
+            self._running = False
+
+
 class SqliteStore(Store):
     """The embedded backend of the store contract."""
 
@@ -1184,6 +1327,7 @@ class SqliteStore(Store):
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store")
         self._commits = _GroupCommit(self)
+        self._attempts = _AttemptCommit(self)  # -- outbound queue --
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -1261,11 +1405,14 @@ class SqliteStore(Store):
     changes_since = _offloaded(SqliteDb.changes_since)
     list_outbound = _offloaded(SqliteDb.list_outbound)
     collect_garbage = _offloaded(SqliteDb.collect_garbage)
+    async def record_outbound_attempt(self, entry_id: int, results: Sequence[RecipientResult],  # -- outbound queue --
+                                      next_attempt: int, last_reply: str, delay_notified: bool = False) -> bool:
+        return await self._attempts.submit((entry_id, tuple(results), next_attempt, last_reply, delay_notified))
+
     # -- outbound queue --
     due_outbound = _offloaded(SqliteDb.due_outbound)
     lease_outbound = _offloaded(SqliteDb.lease_outbound)
     renew_outbound_leases = _offloaded(SqliteDb.renew_outbound_leases)
-    record_outbound_attempt = _offloaded(SqliteDb.record_outbound_attempt)
     get_outbound = _offloaded(SqliteDb.get_outbound)
     set_outbound_held = _offloaded(SqliteDb.set_outbound_held)
     retry_outbound = _offloaded(SqliteDb.retry_outbound)
@@ -1292,3 +1439,10 @@ class SqliteStore(Store):
     set_metadata = _offloaded(SqliteDb.set_metadata)
     messages_with_parsed = _offloaded(SqliteDb.messages_with_parsed)
     uids_with_subject = _offloaded(SqliteDb.uids_with_subject)
+    # -- admin --
+    set_admin = _offloaded(SqliteDb.set_admin)
+    list_admins = _offloaded(SqliteDb.list_admins)
+    add_api_token = _offloaded(SqliteDb.add_api_token)
+    list_api_tokens = _offloaded(SqliteDb.list_api_tokens)
+    delete_api_token = _offloaded(SqliteDb.delete_api_token)
+    find_api_token = _offloaded(SqliteDb.find_api_token)

@@ -309,3 +309,31 @@ class DmarcEvaluation:
     override: str = ""  # forwarded, trusted_forwarder, sampled_out, local_policy (RFC 7489 appendix C)
     rua: tuple[str, ...] = ()
     id: int = 0
+
+
+# -- spam ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SpamCounts:
+    """One account's (or, for account 0, the global) learned token counts.
+
+    ``tokens`` maps each asked token the model has seen to (spam, ham): how many
+    trained spam and ham messages held it; ``spam``/``ham`` count the trained messages.
+    """
+
+    spam: int = 0
+    ham: int = 0
+    tokens: dict[str, tuple[int, int]] = field(default_factory=dict, hash=False)
+
+
+# -- admin ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ApiToken:
+    """A token for the JSON API; it acts with the rights of ``account_id`` (an admin)."""
+
+    id: int
+    name: str
+    account_id: int
+    created: int
+    last_used: int = 0

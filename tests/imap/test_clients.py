@@ -59,6 +59,15 @@ def test_curl_searches_and_appends(server, curl, tmp_path):
     assert curl("/Drafts", "-X", "STATUS Drafts (MESSAGES)").stdout == b'* STATUS "Drafts" (MESSAGES 1)\r\n'
 
 
+def test_curl_over_implicit_tls(server, user):
+    require(shutil.which("curl") is not None, "curl is not installed (Debian curl)")
+    deliver(server, USER, message("over tls"))
+    result = _run(["curl", "-sS", "-k", "--user", f"{USER}:{PASSWORD}",
+                   f"imaps://127.0.0.1:{server.port('imaps')}/INBOX", "-X", "SEARCH SUBJECT tls"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"* SEARCH 1\r\n"
+
+
 # --- mbsync ---------------------------------------------------------------------------------------
 
 

@@ -3,10 +3,13 @@ stays bounded, and the connection stays usable where the RFC allows."""
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import time
 
-from tests.imap.conftest import USER, deliver, message
+from postbote.config import LimitSettings
+from tests.harness import RunningServer, server_settings
+from tests.imap.conftest import USER, RawImap, deliver, message
 
 
 def _usable(client) -> None:
@@ -118,5 +121,18 @@ def test_bad_input_does_not_hang_the_server(raw):
     started = time.monotonic()
     client.send(b"t SEARCH " + b"NOT " * 200 + b"ALL\r\n")
     assert client.until(b"t")[-1].startswith(b"t BAD")
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15
     _usable(client)
+
+
+def test_a_silent_client_is_logged_out(tmp_path):
+    limits = dataclasses.replace(LimitSettings(), command_timeout=1)
+    srv = RunningServer(server_settings(tmp_path / "data", limits=limits)).start()
+    try:
+        client = RawImap(srv.port("imap"))
+        started = time.monotonic()
+        assert client.line() == b"* BYE autologout: idle too long\r\n"
+        assert 0.9 < time.monotonic() - started < 15
+        client.close()
+    finally:
+        srv.stop()

@@ -96,3 +96,29 @@ def test_fetch_modseq_turns_condstore_on_for_later_responses(server, raw):
     assert b"MODSEQ" not in client.command(b"STORE 1 +FLAGS (\\Seen)")[0]
     assert re.match(rb"\* 1 FETCH \(MODSEQ \(\d+\)\)", client.command(b"FETCH 1 (MODSEQ)")[0])
     assert b"MODSEQ (" in client.command(b"STORE 1 +FLAGS (\\Answered)")[0]
+
+
+def test_metadata_set_get_depth_and_remove(raw):
+    client = raw()
+    assert client.command(b'SETMETADATA INBOX (/private/comment "my inbox" /private/x/y "deep")')[-1].startswith(b"t OK")
+    assert client.command(b'SETMETADATA "" (/shared/admin "mailto:root@localhost")')[-1].startswith(b"t OK")
+    assert client.command(b"GETMETADATA INBOX /private/Comment")[0] == b'* METADATA "INBOX" (/private/comment "my inbox")\r\n'
+    lines = client.command(b"GETMETADATA (DEPTH infinity) INBOX /private")
+    assert lines[0] == b'* METADATA "INBOX" (/private/comment "my inbox" /private/x/y "deep")\r\n'
+    assert client.command(b"GETMETADATA (DEPTH 1) INBOX /private")[0] == b'* METADATA "INBOX" (/private/comment "my inbox")\r\n'
+    reply = client.command(b"GETMETADATA (MAXSIZE 4) INBOX /private/comment")
+    assert reply == [b"t OK [METADATA LONGENTRIES 8] some values are longer than MAXSIZE\r\n"]
+    assert b"mailto:root" in client.command(b'GETMETADATA "" /shared/admin')[0]
+    client.command(b"SETMETADATA INBOX (/private/comment NIL)")
+    assert client.command(b"GETMETADATA INBOX /private/comment") == [b"t OK completed\r\n"]
+    assert client.command(b"SETMETADATA INBOX (/other/x \"v\")")[-1].startswith(b"t BAD")
+    assert client.command(b"GETMETADATA Nowhere /private/comment")[-1].startswith(b"t NO [NONEXISTENT]")
+
+
+def test_metadata_goes_with_a_deleted_mailbox(raw):
+    client = raw()
+    client.command(b"CREATE Notes")
+    client.command(b'SETMETADATA Notes (/private/comment "old")')
+    client.command(b"DELETE Notes")
+    client.command(b"CREATE Notes")
+    assert client.command(b"GETMETADATA Notes /private/comment") == [b"t OK completed\r\n"]

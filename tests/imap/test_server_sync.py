@@ -163,6 +163,6 @@ def test_shutdown_says_bye_to_an_idling_client(tmp_path):
         assert client.line().startswith(b"+ ")
         started = time.monotonic()
     finally:
-        srv.stop(grace=10)
-    assert time.monotonic() - started < 5  # an idle session does not hold the drain up
+        srv.stop(grace=60)
+    assert time.monotonic() - started < 30  # an idle session does not hold the drain up
     assert client.line().startswith(b"* BYE [UNAVAILABLE]")

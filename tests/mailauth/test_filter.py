@@ -122,7 +122,7 @@ async def test_forged_results_are_removed_in_the_spool(dns_server, resolver, tmp
               b"Authentication-Results: other.example; spf=pass\r\n")
     ctx = context(tmp_path, forged + MESSAGE)
     verdict = await run_filters([auth_filter(resolver)], ctx)
-    insert_headers(ctx.spool_path, ctx.trace_length, verdict.prepended)
+    insert_headers(ctx.spool_path, ctx.trace_length, verdict.prepended, verdict.removed)
     spool = ctx.spool_path.read_bytes()
     assert spool.startswith(TRACE + b"Authentication-Results: mx.test;\r\n\tspf=")
     assert b"bank.example" not in spool and b"MX.TEST." not in spool
@@ -140,7 +140,7 @@ async def test_pipeline_removes_fields_by_index_and_keeps_the_body(tmp_path):
     ctx = context(tmp_path, b"A: 1\r\nB: 2\r\n continued\r\nC: 3\r\n\r\nB: not a header\r\n")
     verdict = await run_filters([_Remover()], ctx)
     assert verdict.removed == (1,)
-    insert_headers(ctx.spool_path, ctx.trace_length, verdict.prepended)
+    insert_headers(ctx.spool_path, ctx.trace_length, verdict.prepended, verdict.removed)
     assert ctx.spool_path.read_bytes() == TRACE + b"X-Added: 1\r\nA: 1\r\nC: 3\r\n\r\nB: not a header\r\n"
 
 

@@ -73,6 +73,9 @@ class Peer:
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
+                # Replies are small writes in a row: without NODELAY, Nagle holds each for the
+                # client's delayed ACK (40 ms), which would make every test slow, not postbote.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 with peer.lock:
                     peer.connections += 1
                 try:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
-
 import pytest
 
+from postbote.cli import main
 from postbote.config import OutboundSettings
 from tests.harness import RunningServer, server_settings
 from tests.queue.conftest import LOCAL_DOMAIN, PEER_HOSTS, queue_entries, route_to, start_postbote, wait_for
@@ -16,9 +14,23 @@ from tests.smtp.helpers import mailbox_messages, submit
 ALICE = f"alice@{LOCAL_DOMAIN}"
 
 
-def cli(server, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "postbote", "--data-dir", str(server.settings.data_path), *args],
-                          capture_output=True, text=True, timeout=60)
+@dataclasses.dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """``postbote --data-dir DATA ARGS…`` in this process (the store is shared with the running server)."""
+    def run(server, *args: str) -> Ran:
+        capsys.readouterr()
+        code = main(["--data-dir", str(server.settings.data_path), *args])
+        out, err = capsys.readouterr()
+        return Ran(code, out, err)
+
+    return run
 
 
 def send(server, to: str) -> None:
@@ -39,7 +51,7 @@ def stuck(tmp_path, dns, mx_port):
     srv.stop()
 
 
-def test_queue_list_and_show_give_recipients_and_the_last_reply(stuck):
+def test_queue_list_and_show_give_recipients_and_the_last_reply(stuck, cli):
     srv, entry = stuck
     r = cli(srv, "queue", "list")
     assert r.returncode == 0 and entry.queue_id in r.stdout and "bob@remote.test" in r.stdout
@@ -48,7 +60,7 @@ def test_queue_list_and_show_give_recipients_and_the_last_reply(stuck):
     assert r.returncode == 0 and "bob@remote.test\tpending" in r.stdout and "attempts:   1" in r.stdout
 
 
-def test_queue_hold_release_retry_and_delete(stuck):
+def test_queue_hold_release_retry_and_delete(stuck, cli):
     srv, entry = stuck
     assert cli(srv, "queue", "hold", entry.queue_id).returncode == 0
     assert queue_entries(srv)[0].held
@@ -65,7 +77,7 @@ def test_queue_hold_release_retry_and_delete(stuck):
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no queued message" in r.stderr
 
 
-def test_dkim_generate_and_dns_records(stuck):
+def test_dkim_generate_and_dns_records(stuck, cli):
     srv, _ = stuck
     r = cli(srv, "dkim", "generate", LOCAL_DOMAIN)
     assert r.returncode == 0 and "k=ed25519" in r.stdout and "k=rsa" in r.stdout

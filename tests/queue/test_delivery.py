@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 
+from postbote import metrics
 from postbote.store.sqlite import SqliteStore
 from tests.queue.conftest import PEER_HOSTS, queue_entries, route_to, start_postbote, wait_for
 from tests.queue.scripted import ALICE, dsns, message, peer, send, status_fields
 
+
+def sent_metric() -> float:
+    return metrics.REGISTRY.get_sample_value("postbote_messages_sent_total", {"result": "sent"}) or 0.0
+
 def test_remote_recipient_is_delivered_to_the_domains_mx_without_our_return_path(server, dns, mx_port, peers):
     route_to(dns, "remote.test", PEER_HOSTS[0])
     p = peer(peers, mx_port)
+    before = sent_metric()
     send(server, ["bob@remote.test"])
     [got] = wait_for(lambda: p.messages, what="delivery")
     assert got.sender == ALICE and got.recipients == ["bob@remote.test"]
+    wait_for(lambda: sent_metric() == before + 1, what="the sent counter")
     assert not got.data.lower().startswith(b"return-path:")
     assert b"Subject: hello" in got.data and b"Received: from" in got.data
     wait_for(lambda: not queue_entries(server), what="empty queue")

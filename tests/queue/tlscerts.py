@@ -37,6 +37,13 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
+def _builder(subject: x509.Name, issuer: x509.Name, public_key) -> x509.CertificateBuilder:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30)))
+
+
 class TestCa:
     __test__ = False
 
@@ -44,23 +51,21 @@ class TestCa:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
-        self.cert = (x509.CertificateBuilder().subject_name(_name("postbote test CA")).issuer_name(_name("postbote test CA"))
-                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
-                     .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+        ca_name = _name("postbote test CA")
+        usage = x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                              data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                              encipher_only=False, decipher_only=False)
+        self.cert = (_builder(ca_name, ca_name, self.key.public_key())
                      .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                     .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+                     .add_extension(usage, critical=True)
                      .sign(self.key, hashes.SHA256()))
         self.path = folder / "ca.pem"
         self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
     def issue(self, hostname: str, self_signed: bool = False) -> Issued:
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
-        builder = (x509.CertificateBuilder().subject_name(_name(hostname))
-                   .issuer_name(_name(hostname) if self_signed else self.cert.subject)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+        issuer = _name(hostname) if self_signed else self.cert.subject
+        builder = (_builder(_name(hostname), issuer, key.public_key())
                    .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False))
         cert = builder.sign(key if self_signed else self.key, hashes.SHA256())
         cert_path = self.folder / f"{hostname}{'-self' if self_signed else ''}.pem"

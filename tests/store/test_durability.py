@@ -88,7 +88,7 @@ async def test_sigkill_during_1000_deliveries_keeps_every_acknowledged_one(tmp_p
         # that a crash left without a row is invisible and swept away.
         await store.sweep_orphans()
         names = set(store.db.blobs.all_names())
-        rows = {r[0] for r in store.db._read().execute("SELECT sha256 FROM blobs")}
+        rows = {r[0] for r in store.db._read().execute("SELECT path FROM blobs")}
         assert names == rows
     finally:
         await store.close()

@@ -3,7 +3,9 @@ cached parses in bulk), against every backend and against the contract's portabl
 
 from __future__ import annotations
 
-from postbote.store import Flag, FlagMode
+import pytest
+
+from postbote.store import Flag, FlagMode, QuotaExceeded
 from postbote.store.base import Store
 from tests.store.test_store_contract import account, deliver, inbox, message
 
@@ -82,3 +84,20 @@ async def test_messages_with_parsed_pairs_rows_with_their_parse(make_store):
         pairs = await store.messages_with_parsed(box.id, [3, 1, 7])
         assert [(m.uid, p["su"]) for m, p in pairs] == [(1, "m0"), (3, "m2")]
         assert pairs == await Store.messages_with_parsed(store, box.id, [3, 1, 7])
+
+
+async def test_metadata_entries_by_prefix_and_depth_with_a_limit(make_store):
+    async with make_store() as store:
+        acct = await account(store)
+        box = await inbox(store, acct)
+        await store.set_metadata(acct.id, box.id, [("/private/a", b"1"), ("/private/a/b", b"2"),
+                                                   ("/private/a/b/c", b"3")], 10)
+        assert await store.get_metadata(acct.id, box.id, ["/private/a"], 0) == [("/private/a", b"1")]
+        assert len(await store.get_metadata(acct.id, box.id, ["/private/a"], 1)) == 2
+        assert len(await store.get_metadata(acct.id, box.id, ["/private"], None)) == 3
+        assert await store.get_metadata(acct.id, 0, ["/private"], None) == []
+        await store.set_metadata(acct.id, box.id, [("/private/a", None)], 10)
+        assert [e for e, _ in await store.get_metadata(acct.id, box.id, ["/private"], None)] == ["/private/a/b", "/private/a/b/c"]
+        with pytest.raises(QuotaExceeded):
+            await store.set_metadata(acct.id, 0, [("/private/x", b"1"), ("/private/y", b"2")], 3)
+        assert await store.get_metadata(acct.id, 0, ["/private"], None) == []  # all or nothing

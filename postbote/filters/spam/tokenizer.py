@@ -1,0 +1,94 @@
+"""Tokens of a message for the learning classifier: words, header clues, URLs, MIME shape.
+
+Each message becomes a set of short strings; the classifier learns how often each
+one appears in spam and in ham. Header words carry the field's name (``subject:free``
+is a different clue from ``free`` in the body), very long words collapse into a
+length class (``skip:h 40``) so random strings do not flood the model, and the fields
+postbote itself adds (trace, Authentication-Results, X-Spam-*) are left out, so a
+message tokenizes the same at delivery and later when a user moves it into Junk.
+"""
+
+from __future__ import annotations
+
+import re
+
+from postbote.mail.message import parse_message
+
+MAX_TOKENS = 3000
+BODY_CHARS = 100_000
+_WORD = re.compile(r"[^\W_]['\w.$-]*[\w$]|[^\W_]", re.UNICODE)
+_URL = re.compile(rb"(?i)\b(?:https?|ftp)://([a-z0-9.-]{1,253})")
+# Fields whose words are clues; the others only count by name.
+_WORDY_FIELDS = ("subject", "from", "to", "cc", "reply-to", "sender", "x-mailer", "user-agent",
+                 "content-type", "list-id", "organization")
+# Fields we add (or a forwarder adds) ourselves: not the sender's words.
+_OURS = ("return-path", "received", "received-spf", "authentication-results", "x-spam-status",
+         "x-spam-score", "x-spam-flag", "x-virus-status", "arc-seal", "arc-message-signature",
+         "arc-authentication-results", "delivered-to", "x-original-to", "status", "x-status",
+         "x-keywords", "x-uid", "content-length", "lines")
+
+
+def tokenize(raw: bytes) -> list[str]:
+    """The distinct tokens of a message (at most ``MAX_TOKENS``). Never raises on odd mail."""
+    msg = parse_message(raw)
+    tokens: dict[str, None] = {}
+    for name, value in msg.headers:
+        _header_tokens(name.lower(), value, tokens)
+    if msg.subject is None:
+        tokens["hdr:no-subject"] = None
+    for part in msg.root.walk():
+        tokens[f"mime:{part.type}/{part.subtype}"] = None
+        if part.encoding.lower() not in ("7bit", "8bit"):
+            tokens[f"mime-enc:{part.encoding.lower()}"] = None
+        filename = part.disposition_params.get("filename") or part.params.get("name") or ""
+        if "." in filename:
+            tokens["filename-ext:" + filename.rsplit(".", 1)[1].lower()[:10]] = None
+        charset = part.params.get("charset")
+        if charset:
+            tokens["charset:" + charset.lower()[:30]] = None
+    text = msg.search_text(BODY_CHARS, raw)
+    _word_tokens(text, "", tokens)
+    for host in _URL.findall(raw[:1_000_000]):
+        _url_tokens(host.decode("ascii").lower().rstrip("."), tokens)
+    return list(tokens)[:MAX_TOKENS]
+
+
+def _header_tokens(name: str, value: str, tokens: dict[str, None]) -> None:
+    if name in _OURS or name.startswith("x-spam-") or name.startswith("dkim-"):
+        if name.startswith("dkim-"):
+            tokens["hdr:" + name] = None  # that the sender signed is a clue; the signature is noise
+        return
+    tokens["hdr:" + name[:40]] = None
+    if name in _WORDY_FIELDS:
+        _word_tokens(value.lower(), name + ":", tokens)
+        for address in re.findall(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)", value):
+            tokens[f"{name}:domain:{address.lower()}"] = None
+    elif name == "message-id":
+        at = value.rfind("@")
+        if at >= 0:
+            tokens["message-id:" + value[at + 1:].strip(" >").lower()[:60]] = None
+
+
+def _word_tokens(text: str, prefix: str, tokens: dict[str, None]) -> None:
+    for match in _WORD.finditer(text):
+        word = match.group().lower()
+        if len(word) < 3:
+            continue
+        if len(word) > 20:
+            # A long "word" is mostly noise (base64, hashes); its first char and length class are a clue.
+            tokens[f"{prefix}skip:{word[0]} {len(word) // 10 * 10}"] = None
+        else:
+            tokens[prefix + word] = None
+        if len(tokens) >= MAX_TOKENS:
+            return
+
+
+def _url_tokens(host: str, tokens: dict[str, None]) -> None:
+    if not host:
+        return
+    tokens["url:" + host] = None
+    labels = host.split(".")
+    if len(labels) > 2:
+        tokens["url:" + ".".join(labels[-2:])] = None
+    if re.fullmatch(r"[\d.]+", host):
+        tokens["url:ip-address"] = None

@@ -1,0 +1,1 @@
+"""The HTTP server: admin interface, JSON API, metrics and health, client autoconfiguration."""
