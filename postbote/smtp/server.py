@@ -215,8 +215,7 @@ class SmtpSession:
     async def _answer(self, ev: Event) -> Reply | list[Reply]:
         match ev:
             case Helo():
-                self._discard_spool()
-                self.tx = None
+                self._end_transaction()
                 return Reply(250, None, f"Hello {ev.name}")
             case MailFrom():
                 return await self._mail(ev)
@@ -229,8 +228,7 @@ class SmtpSession:
             case BdatEnd():
                 return await self._bdat_end(ev)
             case Rset():
-                self._discard_spool()
-                self.tx = None
+                self._end_transaction()
                 return R.OK
             case Noop():
                 return R.OK
@@ -253,8 +251,7 @@ class SmtpSession:
         assert self.app.ssl_context is not None
         await self.writer.start_tls(self.app.ssl_context)
         self.core.tls_established()
-        self._discard_spool()
-        self.tx = None
+        self._end_transaction()  # RFC 3207 §4.2: the session starts over
         event(log, "starttls", session=self.conn.id, tls=describe(self.writer.get_extra_info("ssl_object")))
 
     # -- commands --------------------------------------------------------------
@@ -452,6 +449,10 @@ class SmtpSession:
             lines.append(f"for <{recipients[0].address}>")
         received = "Received: " + "\r\n\t".join(lines) + f";\r\n\t{email.utils.formatdate(localtime=True)}\r\n"
         return f"Return-Path: <{sender}>\r\n{received}".encode("utf-8", "replace")
+
+    def _end_transaction(self) -> None:
+        self._discard_spool()
+        self.tx = None
 
     def _discard_spool(self, tx: _Transaction | None = None) -> None:
         tx = tx or self.tx
