@@ -32,6 +32,7 @@ from tests.dnsserver import DnsServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = "bench.test"
+THREADS = int(os.environ.get("BENCH_THREADS", "8"))
 USER = "user"
 
 
@@ -49,7 +50,8 @@ def start_postbote(tmp: Path, dns: DnsServer, workers: int = 1) -> tuple[subproc
     ports = {name: free_port() for name in ("submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")}
     config = tmp / "postbote.toml"
     config.write_text(
-        f'data_dir = "{tmp / "data"}"\ndomains = ["{DOMAIN}"]\n[dns]\nnameservers = ["{dns.address}"]\n'
+        f'data_dir = "{tmp / "data"}"\ndomains = ["{DOMAIN}"]\nworker_threads = {THREADS}\n'
+        f'[dns]\nnameservers = ["{dns.address}"]\n'
         '[log]\nlevel = "warning"\n[limits]\n'
         "max_connections_per_ip = 1000\n[listen]\n"
         f'smtp = ["127.0.0.1:{port}"]\n' + "".join(f'{k} = ["127.0.0.1:{v}"]\n' for k, v in ports.items()))

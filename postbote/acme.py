@@ -11,16 +11,25 @@ Challenges: http-01 (RFC 8555 §8.3) is answered by the web server's route
 ``/.well-known/acme-challenge/TOKEN`` on port 80; tls-alpn-01 (RFC 8737) by a
 certificate the SSL context switches to for the challenged name during the
 handshake. The acme library is synchronous (requests): it runs in the executor.
+
+With ``serve --workers N`` every worker runs a manager: an exclusive lock file
+lets one of them order, challenge answers are also files (the CA's request may
+reach any worker), and the others load the new certificate at their next
+look at the files (every ``RELOAD_INTERVAL`` seconds at most).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import fcntl
 import hashlib
 import logging
 import os
+import re
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +52,22 @@ log = logging.getLogger("postbote.acme")
 ACME_IDENTIFIER_OID = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31")
 ACME_TLS_ALPN = "acme-tls/1"
 ORDER_TIMEOUT = 120.0
+RELOAD_INTERVAL = 300.0
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")  # base64url (RFC 8555 §8.1); anything else is no token of ours
+
+
+def challenge_folder(data_dir: Path) -> Path:
+    return data_dir / "acme" / "challenges"
+
+
+def read_http_challenge(data_dir: Path, token: str) -> str | None:
+    """The key authorization for an http-01 token, from any worker's order (blocking)."""
+    if not _TOKEN.fullmatch(token):
+        return None
+    try:
+        return (challenge_folder(data_dir) / f"http-{token}").read_text()
+    except OSError:
+        return None
 
 
 class AcmeFailure(Exception):
@@ -104,6 +129,7 @@ class AcmeManager:
         self.folder = app.settings.data_path / "acme"
         self.http_challenges = http_challenges
         self.alpn_contexts: dict[str, ssl.SSLContext] = {}
+        self._alpn_files: dict[str, tuple[float, ssl.SSLContext]] = {}  # other workers' challenges
         self.current: Issued | None = None
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
@@ -121,7 +147,7 @@ class AcmeManager:
 
     async def _run(self) -> None:
         while True:
-            wait = float(self.settings.check_interval)
+            wait = min(float(self.settings.check_interval), RELOAD_INTERVAL)
             try:
                 await self.check()
             except AcmeFailure as exc:
@@ -146,8 +172,9 @@ class AcmeManager:
                <= datetime.datetime.now(datetime.timezone.utc))
         if not (due or force):
             return None
-        event(log, "acme order", names=",".join(names), renewal=stored is not None)
-        issued = await loop.run_in_executor(self.app.executor, self._issue, names)
+        issued = await loop.run_in_executor(self.app.executor, self._issue, names, force)
+        if issued is None or (self.current is not None and issued.serial == self.current.serial):
+            return None  # another worker is ordering, or has just renewed: loaded at the next look
         await loop.run_in_executor(self.app.executor, self._load)
         self.current = issued
         event(log, "acme certificate installed", names=",".join(issued.names),
@@ -175,9 +202,45 @@ class AcmeManager:
         self.app.ssl_context.load_cert_chain(self.folder / "cert.pem", self.folder / "key.pem")
 
     def _sni(self, sslobj: ssl.SSLObject, server_name: str | None, ctx: ssl.SSLContext) -> None:
-        alt = self.alpn_contexts.get((server_name or "").lower())
+        name = (server_name or "").lower()
+        alt = self.alpn_contexts.get(name) or self._alpn_from_file(name)
         if alt is not None:
             sslobj.context = alt
+
+    def _alpn_from_file(self, name: str) -> ssl.SSLContext | None:
+        """A tls-alpn-01 answer another worker is giving (one stat per handshake with SNI)."""
+        if not name or "/" in name:
+            return None
+        path = challenge_folder(self.app.settings.data_path) / f"alpn-{name}.pem"
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            self._alpn_files.pop(name, None)
+            return None
+        cached = self._alpn_files.get(name)
+        if cached is None or cached[0] != mtime:
+            ctx = self._new_alpn_context()
+            try:
+                ctx.load_cert_chain(path)
+            except (OSError, ssl.SSLError):
+                return None
+            self._alpn_files[name] = cached = (mtime, ctx)
+        return cached[1]
+
+    @contextmanager
+    def _order_lock(self) -> Iterator[bool]:
+        """True when this process may order; False while another one does."""
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self.folder / "order.lock", "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     # -- ordering (blocking) ---------------------------------------------------------
     def _client(self) -> tuple[client.ClientV2, jose.JWK]:
@@ -201,13 +264,25 @@ class AcmeManager:
             net.account = messages.RegistrationResource(uri=exc.location, body=messages.Registration())
         return acme, key
 
-    def _issue(self, names: list[str]) -> Issued:
+    def _issue(self, names: list[str], force: bool) -> Issued | None:
+        with self._order_lock() as mine:
+            if not mine:
+                return None
+            stored = self._stored()  # another worker may have renewed while we waited
+            if stored is not None and not force and set(stored.names) == set(names) and \
+                    stored.not_after - datetime.timedelta(days=self.settings.renew_days) > \
+                    datetime.datetime.now(datetime.timezone.utc):
+                return stored
+            event(log, "acme order", names=",".join(names), renewal=stored is not None)
+            return self._order(names)
+
+    def _order(self, names: list[str]) -> Issued:
         try:
             acme, account_key = self._client()
             cert_key = ec.generate_private_key(ec.SECP256R1())
             csr = crypto_util.make_csr(_pem(cert_key), names)
             order = acme.new_order(csr)
-            answered: list[str] = []
+            answered: list[tuple[str, Path]] = []
             try:
                 for authz in order.authorizations:
                     if authz.body.status == messages.STATUS_VALID:
@@ -216,9 +291,10 @@ class AcmeManager:
                 deadline = datetime.datetime.now() + datetime.timedelta(seconds=ORDER_TIMEOUT)
                 order = acme.poll_and_finalize(order, deadline)
             finally:
-                for token_or_name in answered:
-                    self.http_challenges.pop(token_or_name, None)
-                    self.alpn_contexts.pop(token_or_name, None)
+                for key, path in answered:
+                    self.http_challenges.pop(key, None)
+                    self.alpn_contexts.pop(key, None)
+                    path.unlink(missing_ok=True)
         except errors.Error as exc:
             raise AcmeFailure(f"order for {', '.join(names)}: {exc}") from None
         except messages.Error as exc:
@@ -232,7 +308,9 @@ class AcmeManager:
         assert stored is not None
         return stored
 
-    def _answer(self, acme: client.ClientV2, account_key: jose.JWK, authz: messages.AuthorizationResource) -> str:
+    def _answer(self, acme: client.ClientV2, account_key: jose.JWK,
+                authz: messages.AuthorizationResource) -> tuple[str, Path]:
+        """Publish the answer (memory and file) and tell the CA; returns its key and file."""
         name = authz.body.identifier.value
         wanted = self.settings.challenge
         for challb in authz.body.challenges:
@@ -244,21 +322,29 @@ class AcmeManager:
                 response, validation = challb.chall.response_and_validation(account_key)
                 token = challb.chall.encode("token")
                 self.http_challenges[token] = validation
+                path = self._challenge_file(f"http-{token}", validation.encode())
                 acme.answer_challenge(challb, response)
-                return token
+                return token, path
             token = challb.chall.jobj["token"]
             thumbprint = jose.b64encode(account_key.public_key().thumbprint(hash_function=hashes.SHA256)).decode()
             cert_pem, key_pem = alpn_certificate(name, f"{token}.{thumbprint}")
-            self.alpn_contexts[name.lower()] = self._alpn_context(cert_pem, key_pem)
+            path = self._challenge_file(f"alpn-{name.lower()}.pem", cert_pem + key_pem)
+            ctx = self._new_alpn_context()
+            ctx.load_cert_chain(path)
+            self.alpn_contexts[name.lower()] = ctx
             acme.answer_challenge(challb, challenges.HTTP01Response(key_authorization=f"{token}.{thumbprint}"))
-            return name.lower()
+            return name.lower(), path
         raise AcmeFailure(f"the CA offers no {wanted} challenge for {name}")
 
-    def _alpn_context(self, cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
+    def _challenge_file(self, name: str, data: bytes) -> Path:
+        folder = challenge_folder(self.app.settings.data_path)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _write_private(folder / name, data)
+        return folder / name
+
+    @staticmethod
+    def _new_alpn_context() -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 8737 §3: TLS 1.2 or newer
         ctx.set_alpn_protocols([ACME_TLS_ALPN])
-        _write_private(self.folder / "alpn-cert.pem", cert_pem)
-        _write_private(self.folder / "alpn-key.pem", key_pem)
-        ctx.load_cert_chain(self.folder / "alpn-cert.pem", self.folder / "alpn-key.pem")
         return ctx

@@ -119,6 +119,7 @@ class App:
         # -- outbound queue --
         self.queue = QueueRunner(self)
         self.queue.start()
+        self.delivery.on_queued = self.queue.poke
         try:
             for lst in self.listeners:
                 if lst.addresses:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,9 @@ RecipientOutcome = Accepted | TempFailure | PermFailure
 class DeliveryService:
     def __init__(self, store: Store) -> None:
         self.store = store
+        # Called after remote recipients were queued (the queue runner's poke),
+        # so new outbound mail leaves at once instead of at the next poll.
+        self.on_queued: Callable[[], None] | None = None
 
     async def deliver(self, envelope: Envelope, source: bytes | Path, enforce_quota: bool = True,
                       mailbox: str = "INBOX") -> list[RecipientOutcome]:
@@ -92,7 +96,8 @@ class DeliveryService:
         outbound = self._outbound(envelope)
         started = time.monotonic()
         try:
-            outcomes = await self.store.deliver(source, [DeliveryTarget(a, mailbox, enforce_quota=enforce_quota) for a in account_ids], outbound)
+            targets = [DeliveryTarget(a, mailbox, enforce_quota=enforce_quota) for a in account_ids]
+            outcomes = await self.store.deliver(source, targets, outbound)
         except StoreError as exc:
             event(log, "delivery failed", logging.WARNING, queue_id=envelope.queue_id, error=str(exc))
             return [TempFailure(r.address, str(exc)) for r in envelope.recipients]
@@ -105,6 +110,8 @@ class DeliveryService:
               ms=round((time.monotonic() - started) * 1000, 1))
         metrics.record_delivery(time.monotonic() - started, sum(isinstance(o, Delivered) for o in outcomes),  # -- operations --
                                 len(outbound.recipients) if outbound else 0)
+        if outbound is not None and self.on_queued is not None:
+            self.on_queued()
         return results
 
     @staticmethod

@@ -112,8 +112,10 @@ class SelectedMailbox:
         return [self.uids[seq - 1] for seq in sequence.numbers(self.exists)]
 
     def valid_sequence(self, sequence: SequenceSet) -> bool:
-        """RFC 9051 §9: a message number beyond EXISTS is an error (`*` always resolves)."""
-        return sequence.saved or sequence.highest_explicit() <= self.exists
+        """RFC 9051 §9: a message number beyond EXISTS is an error. A range ending in `*` is
+        clamped instead, so `FETCH 1:*` in an empty mailbox just names nothing, which is what
+        clients that resync that way expect."""
+        return sequence.saved or sequence.uses_star or sequence.highest_explicit() <= self.exists
 
     def is_expunged(self, uid: int) -> bool:
         return uid in self._expunged
@@ -149,6 +151,17 @@ class SelectedMailbox:
         self._own[message.uid] = message.modseq
         self._flags.pop(message.uid, None)
         self.keywords |= message.keywords
+
+    def skip_own(self, modseqs: Sequence[int]) -> bool:
+        """Whether the store's latest changes are exactly this session's own flag change, right
+        after what the view knows; then nothing needs re-reading and the view moves on."""
+        if len(modseqs) != 1 or modseqs[0] != self.modseq + 1:
+            return False
+        if modseqs[0] not in self._own.values():
+            return False
+        self.modseq = modseqs[0]
+        self._own.clear()
+        return True
 
     @property
     def has_pending(self) -> bool:

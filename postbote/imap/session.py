@@ -278,8 +278,12 @@ class ImapSession:
         if sel is None or self.subscription is None:
             return
         changes = [*taken, *self.subscription.take()]
-        if not force and not any(ch.mailbox_id in (sel.mailbox_id, 0) for ch in changes):
+        relevant = [ch for ch in changes if ch.mailbox_id in (sel.mailbox_id, 0)]
+        if not force and not relevant:
             return
+        if not force and all(ch.kinds == {"flags"} and ch.mailbox_id for ch in relevant):
+            if sel.skip_own(sorted({ch.modseq for ch in relevant})):
+                return
         try:
             modseq, changed, vanished = await self.store.mailbox_changes(sel.mailbox_id, sel.modseq)
         except NotFound:
@@ -754,6 +758,8 @@ class ImapSession:
             for chunk in encode.iter_fetch(seq, items, utf8=self.utf8):
                 self.out.send(chunk)
             self.tally.fetched += 1
+            if plan.needs_blob:
+                await self.out.flush()  # bodies: at most about one message queued at a time
         return failure
 
     async def _mark_seen(self, sel: SelectedMailbox, batch: list[Message], plan: FetchPlan) -> list[Message]:

@@ -134,7 +134,10 @@ class Session:
                 raise HostFailure(f"{self.host} refused HELO: {answer.reply}", answer.reply.permanent)
 
     async def _starttls(self, policy: TlsPolicy, ca_file: str) -> None:
-        [answer] = await self._exchange(self.core.starttls(), self.timeouts.command)
+        try:
+            [answer] = await self._exchange(self.core.starttls(), self.timeouts.command)
+        except HostFailure as exc:
+            raise HostFailure(exc.reason, tls_failed=True) from None
         if answer.reply.code != 220:
             if policy.required:
                 raise HostFailure(f"{self.host} refused STARTTLS: {answer.reply}", tls_failed=True)

@@ -135,6 +135,7 @@ class SmtpClientCore:
         self.hostname = hostname
         self.extensions = Extensions()
         self.broken = False
+        self._tls_pending = False  # STARTTLS answered 220: the next bytes must be TLS
         self._pending: deque[str] = deque(["greeting"])
         self._events: list[ClientEvent] = []
         self._parser = _Parser()
@@ -143,6 +144,11 @@ class SmtpClientCore:
     def receive(self, data: bytes) -> None:
         """Feed whatever the socket gave; complete replies become events."""
         if self.broken:
+            return
+        if self._tls_pending and data:
+            # RFC 3207 §4: nothing may follow the 220 in the clear; bytes that do are an
+            # injection attempt (CVE-2011-0411 in reverse) or a broken server.
+            self._fail("data after the STARTTLS reply")
             return
         p = self._parser
         p.buffer += data
@@ -177,6 +183,10 @@ class SmtpClientCore:
         if command == "EHLO" and reply.code == 250:
             self.extensions = Extensions.parse(reply)
         self._events.append(Answer(command, reply))
+        if command == "STARTTLS" and reply.code == 220:
+            self._tls_pending = True
+            if self._parser.buffer:
+                self._fail("data after the STARTTLS reply")
 
     def _fail(self, detail: str) -> None:
         self.broken = True
@@ -209,6 +219,7 @@ class SmtpClientCore:
         """RFC 3207 §4.2: forget everything learnt before TLS; EHLO must be sent again."""
         self.extensions = Extensions()
         self._parser = _Parser()
+        self._tls_pending = False
 
     def auth_plain(self, user: str, password: str) -> bytes:
         token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()

@@ -12,6 +12,7 @@ TLS first (RFC 8314 §5.1 prefers it to STARTTLS).
 
 from __future__ import annotations
 
+import asyncio
 import plistlib
 import uuid
 import xml.etree.ElementTree as ET
@@ -206,7 +207,13 @@ def routes(state: "WebState") -> list[Route]:
         return PlainTextResponse(mta_sts_policy(app.settings.hostname))
 
     async def acme_challenge(request: Request) -> Response:
-        answer = state.acme_challenges.get(request.path_params["token"])
+        from postbote.acme import read_http_challenge
+
+        token = request.path_params["token"]
+        answer = state.acme_challenges.get(token)
+        if answer is None:  # an order by another worker process (serve --workers)
+            answer = await asyncio.get_running_loop().run_in_executor(
+                app.executor, read_http_challenge, app.settings.data_path, token)
         if answer is None:
             return PlainTextResponse("no such challenge\n", 404)
         return PlainTextResponse(answer, media_type="application/octet-stream")

@@ -35,6 +35,14 @@ def test_tokenizer_reads_encoded_html_bodies_and_attachment_names():
     assert {"great", "deals", "filename-ext:exe", "mime:text/html", "mime-enc:base64", "charset:utf-8"} <= tokens
 
 
+def test_relays_html_tags_and_word_pairs_are_clues():
+    raw = (b"Received: from relay.example.net ([192.0.2.9]) by mx.example.com\r\nSubject: x\r\n"
+           b"Content-Type: text/html\r\n\r\n<font color=red>Click here</font>\r\n")
+    tokens = set(tokenize(raw))
+    assert {"received:relay.example.net", "received:192.0.2.9", "html:font", "html:font:color",
+            "bi:click here"} <= tokens
+
+
 def test_long_words_collapse_into_a_length_class():
     tokens = tokenize(b"Subject: x\r\n\r\n" + b"q" * 45 + b"\r\n")
     assert "skip:q 40" in tokens
@@ -61,11 +69,18 @@ def test_chi_square_combining():
 
 
 def test_classify_and_personal_weighting():
-    glob = SpamCounts(10, 10, {"viagra": (10, 0), "meeting": (0, 10), "golf": (0, 5)})
+    glob = SpamCounts(15, 10, {"viagra": (10, 0), "meeting": (0, 10), "golf": (5, 5)})
     assert classify(glob, ["viagra"]).probability > 0.9
     assert classify(glob, ["meeting"]).probability < 0.1
-    mine = SpamCounts(5, 0, {"golf": (5, 0)})  # this user finds golf mail spam
-    assert classify(merge(glob, mine), ["golf"]).probability > classify(glob, ["golf"]).probability
+    others = SpamCounts(15, 20, {"golf": (5, 10)})  # golf mail is mostly ham to everyone …
+    mine = SpamCounts(5, 0, {"golf": (5, 0)})  # … but this user moved all of theirs into Junk
+
+    def golf(m: SpamCounts) -> float:
+        return token_probability(*m.tokens["golf"], m.spam, m.ham)
+
+    assert golf(merge(others, mine)) > golf(others)
+    alone = merge(glob, glob)  # one user: weighting changes nothing
+    assert classify(alone, ["golf", "viagra"]).probability == pytest.approx(classify(glob, ["golf", "viagra"]).probability)
 
 
 def test_score_combines_rules_and_decides():

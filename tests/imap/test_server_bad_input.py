@@ -136,3 +136,10 @@ def test_a_silent_client_is_logged_out(tmp_path):
         client.close()
     finally:
         srv.stop()
+
+
+def test_star_ranges_clamp_even_in_an_empty_mailbox(raw):
+    client = raw()
+    client.command(b"SELECT INBOX")
+    assert client.command(b"FETCH 1:* FLAGS") == [b"t OK completed\r\n"]
+    assert client.command(b"FETCH 1 FLAGS")[-1].startswith(b"t BAD [CLIENTBUG]")

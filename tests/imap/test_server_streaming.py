@@ -8,7 +8,7 @@ import re
 
 from postbote.imap import session as imap_session
 from postbote.store import DeliveryTarget
-from tests.imap.conftest import USER, message
+from tests.imap.conftest import USER, deliver, message
 
 COUNT = 1500
 
@@ -57,3 +57,34 @@ def test_search_and_uid_ranges_on_a_big_mailbox(server, raw):
     client.command(b"STORE 2:* +FLAGS.SILENT (\\Seen)")
     assert client.command(b"UID SEARCH UNSEEN")[0] == b"* SEARCH 1\r\n"
     assert client.command(b"SEARCH RETURN (COUNT) SEEN")[0] == b'* ESEARCH (TAG "t") COUNT %d\r\n' % (COUNT - 1)
+
+
+def test_fetching_many_bodies_keeps_output_bounded(server, raw, monkeypatch):
+    big = message("big", body="x" * 200_000 + "\r\n")
+    for _ in range(8):
+        deliver(server, USER, big)
+    queued: list[int] = []
+    original = imap_session.ImapSession._fetch_batch
+
+    async def watch(self, sel, batch, plan, parsed):
+        send = self.out.send
+
+        def counting(data: bytes) -> None:
+            send(data)
+            queued.append(self.out.stream.queued)
+
+        self.out.send = counting
+        try:
+            return await original(self, sel, batch, plan, parsed)
+        finally:
+            self.out.send = send
+
+    monkeypatch.setattr(imap_session.ImapSession, "_fetch_batch", watch)
+    client = raw()
+    client.command(b"SELECT INBOX")
+    client.send(b"t FETCH 1:* BODY.PEEK[]\r\n")
+    received = 0
+    while not (line := client.line()).startswith(b"t OK"):
+        received += len(line)
+    assert received > 8 * 200_000
+    assert max(queued) < 2 * len(big) + 300_000  # never the whole answer

@@ -1,6 +1,6 @@
 """Sessions learning of each other's changes: EXISTS, EXPUNGE or VANISHED, FETCH FLAGS,
 between commands and during IDLE (woken by a real SMTP delivery), with sequence numbers kept
-right (RFC 9051 §7.5.1: no EXPUNGE during FETCH, STORE or SEARCH)."""
+right (RFC 9051 §7.5.1: no EXPUNGE during FETCH, STORE or SEARCH); the view alone at the end."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import socket
 import time
 
 from imapclient import IMAPClient
+
+from postbote.imap.selected import AnnounceStyle, SelectedMailbox
+from postbote.store.types import Flag, Message
 
 from tests.harness import RunningServer, server_settings
 from tests.imap.conftest import PASSWORD, USER, RawImap, deliver, message, send_smtp
@@ -166,3 +169,34 @@ def test_shutdown_says_bye_to_an_idling_client(tmp_path):
         srv.stop(grace=60)
     assert time.monotonic() - started < 30  # an idle session does not hold the drain up
     assert client.line().startswith(b"* BYE [UNAVAILABLE]")
+
+
+# --- the selected-mailbox view alone ---------------------------------------------------------------
+
+
+def _msg(uid: int, modseq: int, flags: Flag = Flag(0)) -> Message:
+    return Message(uid, 1, uid, modseq, flags, frozenset(), 0, 10, uid)
+
+
+def test_view_holds_expunges_back_until_allowed_and_numbers_stay_right():
+    view = SelectedMailbox.open(1, "INBOX", False, 7, 5, 10, [1, 2, 3, 4])
+    view.apply(12, [_msg(5, 11)], [2])
+    assert view.announce(AnnounceStyle(), allow_expunge=False) == [b"* 5 EXISTS\r\n", b"* 0 RECENT\r\n"]
+    assert view.seq_of(3) == 3  # the expunged message still holds number 2
+    assert view.announce(AnnounceStyle(), allow_expunge=True) == [b"* 2 EXPUNGE\r\n"]
+    assert view.seq_of(3) == 2 and view.exists == 4
+
+
+def test_view_never_announces_a_message_that_came_and_went_unseen():
+    view = SelectedMailbox.open(1, "INBOX", False, 7, 3, 10, [1, 2])
+    view.apply(11, [_msg(3, 11)], [])
+    view.apply(12, [], [3])
+    assert view.announce(AnnounceStyle(), allow_expunge=True) == []
+
+
+def test_view_skips_rereading_only_its_own_contiguous_change():
+    view = SelectedMailbox.open(1, "INBOX", False, 7, 3, 10, [1, 2])
+    view.note_own_change(_msg(1, 11, Flag.SEEN))
+    assert not view.skip_own([12])  # a gap: someone else changed something first
+    assert view.skip_own([11]) and view.modseq == 11
+    assert view.announce(AnnounceStyle(), allow_expunge=True) == []

@@ -49,13 +49,14 @@ class Peer:
     def __init__(self, address: str, port: int, replies: dict[str, Callable[[int], str]] | None = None,
                  tls_context: ssl.SSLContext | None = None, extensions: tuple[str, ...] = (
                      "PIPELINING", "8BITMIME", "SMTPUTF8", "DSN", "ENHANCEDSTATUSCODES", "SIZE 10000000"),
-                 delay: float = 0.0) -> None:
+                 delay: float = 0.0, broken_tls: bool = False) -> None:
         self.address = address
         self.port = port
         self.replies = replies or {}
         self.tls_context = tls_context
         self.extensions = extensions
         self.delay = delay
+        self.broken_tls = broken_tls  # offer STARTTLS, then answer the handshake with junk
         self.messages: list[Received] = []
         self.attempts: dict[str, int] = {}
         self.connections = 0
@@ -120,11 +121,16 @@ class _Conversation:
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             verb = line[:4].upper()
             if verb == "EHLO":
-                exts = list(peer.extensions) + (["STARTTLS"] if peer.tls_context and not self.tls else [])
+                offer_tls = (peer.tls_context or peer.broken_tls) and not self.tls
+                exts = list(peer.extensions) + (["STARTTLS"] if offer_tls else [])
                 lines = ["peer.test", *exts]
                 self.send("\r\n".join(f"250{'-' if i < len(lines) - 1 else ' '}{t}" for i, t in enumerate(lines)))
             elif verb == "HELO":
                 self.send("250 peer.test")
+            elif verb == "STAR" and peer.broken_tls:
+                self.send("220 2.0.0 go ahead")
+                self.sock.sendall(b"this is not TLS\r\n" * 20)
+                return
             elif verb == "STAR" and peer.tls_context:
                 self.send("220 2.0.0 go ahead")
                 self.sock = peer.tls_context.wrap_socket(self.sock, server_side=True)

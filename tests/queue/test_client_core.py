@@ -148,3 +148,21 @@ def test_no_exception_escapes_on_random_server_bytes(chunks):
         core.receive(chunk)
     for ev in core.events():
         assert isinstance(ev, (Answer, ProtocolError))
+
+
+def test_bytes_after_the_starttls_reply_are_refused():
+    """RFC 3207 §4: plaintext after the 220 could be injected replies; the connection is unusable."""
+    core = greeted()
+    core.starttls()
+    core.receive(b"220 2.0.0 go ahead\r\n250 injected\r\n")
+    events = core.events()
+    assert events[0].reply.code == 220 and isinstance(events[1], ProtocolError)
+
+
+def test_bytes_arriving_later_before_tls_are_refused_too():
+    core = greeted()
+    core.starttls()
+    core.receive(b"220 go ahead\r\n")
+    core.events()
+    core.receive(b"junk")
+    assert isinstance(core.events()[0], ProtocolError)

@@ -102,3 +102,11 @@ def test_stop_waits_for_the_transaction_in_flight_and_records_it(tmp_path, dns, 
             await store.close()
 
     assert asyncio.run(left()) == []  # recorded as sent before the store closed: never sent twice
+
+
+def test_opportunistic_tls_that_fails_is_retried_in_the_clear(server, dns, mx_port, peers):
+    route_to(dns, "oldtls.test", PEER_HOSTS[0])
+    p = peer(peers, mx_port, broken_tls=True)
+    send(server, ["bob@oldtls.test"])
+    [got] = wait_for(lambda: p.messages, what="delivery without TLS")
+    assert not got.tls and p.connections == 2

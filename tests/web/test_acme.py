@@ -175,3 +175,30 @@ def test_issuance_and_renewal_against_pebble(tmp_path, dns_server, challenge):
         finally:
             srv.stop()
 
+
+
+def test_workers_share_challenge_answers_and_let_one_order_at_a_time(tmp_path):
+    """With serve --workers N the CA's request may reach any worker, and only one may order."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from postbote.acme import AcmeManager, read_http_challenge
+    from postbote.config import load_settings
+
+    settings = dataclasses.replace(load_settings(None, data_dir=str(tmp_path)), acme=AcmeSettings(enabled=True))
+    app = SimpleNamespace(settings=settings, ssl_context=None)
+
+    async def managers() -> tuple[AcmeManager, AcmeManager]:
+        return AcmeManager(app, {}), AcmeManager(app, {})
+
+    first, second = asyncio.run(managers())
+    first._challenge_file("http-tok_en-1", b"tok_en-1.thumb")
+    assert read_http_challenge(tmp_path, "tok_en-1") == "tok_en-1.thumb"
+    assert read_http_challenge(tmp_path, "../acme/account") is None
+    assert read_http_challenge(tmp_path, "missing") is None
+    with first._order_lock() as mine:
+        assert mine
+        with second._order_lock() as theirs:
+            assert not theirs
+    with second._order_lock() as theirs:
+        assert theirs

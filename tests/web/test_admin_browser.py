@@ -117,8 +117,10 @@ class Page:
     def logout(self) -> None:
         from selenium.webdriver.common.by import By
 
-        if self.d.find_elements(By.CSS_SELECTOR, 'form[action="/admin/logout"] button'):
-            self.d.find_element(By.CSS_SELECTOR, 'form[action="/admin/logout"] button').click()
+        buttons = self.d.find_elements(By.CSS_SELECTOR, 'form[action="/admin/logout"] button')
+        if buttons:
+            self._navigate(buttons[0])
+            assert self.path == "/admin/login"
         self.d.delete_all_cookies()
 
 

@@ -30,18 +30,28 @@ class Classification:
 
 
 def merge(global_counts: SpamCounts, personal: SpamCounts | None) -> SpamCounts:
-    """The global model with the account's own training weighted up (it is in both)."""
+    """The global model with the account's own training weighted up (it is in both).
+
+    The weighted counts are scaled back to the number of messages actually trained:
+    weighting must shift the balance toward the user's own verdicts, not make the
+    evidence look stronger than it is (Robinson's f(w) shrinks less with more of it).
+    On a server with one user the result is the global model itself.
+    """
     if personal is None or (personal.spam == 0 and personal.ham == 0):
         return global_counts
-    w = PERSONAL_WEIGHT
-    tokens = dict(global_counts.tokens)
-    for token, (s, h) in personal.tokens.items():
-        gs, gh = tokens.get(token, (0, 0))
-        tokens[token] = (gs + w * s, gh + w * h)
-    return SpamCounts(global_counts.spam + w * personal.spam, global_counts.ham + w * personal.ham, tokens)
+    extra = PERSONAL_WEIGHT - 1
+    spam_total = global_counts.spam + extra * personal.spam
+    ham_total = global_counts.ham + extra * personal.ham
+    scale = (global_counts.spam + global_counts.ham) / max(spam_total + ham_total, 1)
+    tokens = {}
+    for token in global_counts.tokens.keys() | personal.tokens.keys():
+        gs, gh = global_counts.tokens.get(token, (0, 0))
+        ps, ph = personal.tokens.get(token, (0, 0))
+        tokens[token] = ((gs + extra * ps) * scale, (gh + extra * ph) * scale)
+    return SpamCounts(spam_total * scale, ham_total * scale, tokens)  # type: ignore[arg-type]  # float counts
 
 
-def token_probability(spam: int, ham: int, spam_total: int, ham_total: int) -> float:
+def token_probability(spam: float, ham: float, spam_total: float, ham_total: float) -> float:
     """Robinson's f(w) for a token seen in ``spam`` of ``spam_total`` spam and ``ham`` of ``ham_total`` ham."""
     spam_ratio = spam / spam_total if spam_total else 0.0
     ham_ratio = ham / ham_total if ham_total else 0.0

@@ -110,7 +110,7 @@ class SpamFilter:
         for account_id in accounts or (0,):
             model = merge(counts[0], counts.get(account_id) if account_id else None)
             bayes = None
-            if model.spam >= self.settings.min_trained and model.ham >= self.settings.min_trained:
+            if counts[0].spam >= self.settings.min_trained and counts[0].ham >= self.settings.min_trained:
                 bayes = classify(model, facts.tokens).probability
             reputation = await self.store.spam_reputation(account_id, sender) if sender and account_id else (0, 0)
             verdicts.append(score(replace(base, bayes=bayes, reputation=reputation), self.settings))

@@ -2,9 +2,10 @@
 
 Each message becomes a set of short strings; the classifier learns how often each
 one appears in spam and in ham. Header words carry the field's name (``subject:free``
-is a different clue from ``free`` in the body), very long words collapse into a
+is a different clue from ``free`` in the body), body words also come in pairs, the
+relays in Received fields and the HTML tags used are clues, very long words collapse into a
 length class (``skip:h 40``) so random strings do not flood the model, and the fields
-postbote itself adds (trace, Authentication-Results, X-Spam-*) are left out, so a
+postbote itself adds (Return-Path, Authentication-Results, X-Spam-*) are left out, so a
 message tokenizes the same at delivery and later when a user moves it into Junk.
 """
 
@@ -18,14 +19,21 @@ MAX_TOKENS = 3000
 BODY_CHARS = 100_000
 _WORD = re.compile(r"[^\W_]['\w.$-]*[\w$]|[^\W_]", re.UNICODE)
 _URL = re.compile(rb"(?i)\b(?:https?|ftp)://([a-z0-9.-]{1,253})")
+_HOST = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)+")
+# HTML shapes that bulk mail favours (fonts, tables, images, forms) are clues the text alone loses.
+_HTML_TAG = re.compile(rb"(?i)<(font|img|table|td|center|a|b|p|div|span|script|style|iframe|form|input|map|area|"
+                       rb"blink|marquee|body|html|meta)\b([^>]{0,200})")
+_HTML_ATTR = re.compile(rb"(?i)\b(color|size|face|width|bgcolor|align|href|src)=")
+BIGRAM_CHARS = 20_000
 # Fields whose words are clues; the others only count by name.
 _WORDY_FIELDS = ("subject", "from", "to", "cc", "reply-to", "sender", "x-mailer", "user-agent",
                  "content-type", "list-id", "organization")
 # Fields we add (or a forwarder adds) ourselves: not the sender's words.
-_OURS = ("return-path", "received", "received-spf", "authentication-results", "x-spam-status",
-         "x-spam-score", "x-spam-flag", "x-virus-status", "arc-seal", "arc-message-signature",
+_OURS = ("return-path", "received-spf", "authentication-results", "x-spam-status",
+         "x-spam-score", "x-spam-flag", "x-virus-status", "x-rspamd-status", "arc-seal", "arc-message-signature",
          "arc-authentication-results", "delivered-to", "x-original-to", "status", "x-status",
          "x-keywords", "x-uid", "content-length", "lines")
+RECEIVED_HOSTS = 6  # per Received field: the relays' names and addresses
 
 
 def tokenize(raw: bytes) -> list[str]:
@@ -50,10 +58,18 @@ def tokenize(raw: bytes) -> list[str]:
     _word_tokens(text, "", tokens)
     for host in _URL.findall(raw[:1_000_000]):
         _url_tokens(host.decode("ascii").lower().rstrip("."), tokens)
+    _html_tokens(raw[:BODY_CHARS * 3], tokens)
+    _bigram_tokens(text[:BIGRAM_CHARS], tokens)  # last: they fill what room is left
     return list(tokens)[:MAX_TOKENS]
 
 
 def _header_tokens(name: str, value: str, tokens: dict[str, None]) -> None:
+    if name == "received":
+        # The sender's relays; ours is not in the spool we check, and in stored mail it is in
+        # every message alike, so it teaches nothing either way.
+        for host in _HOST.findall(value.lower())[:RECEIVED_HOSTS]:
+            tokens["received:" + host[:80]] = None
+        return
     if name in _OURS or name.startswith("x-spam-") or name.startswith("dkim-"):
         if name.startswith("dkim-"):
             tokens["hdr:" + name] = None  # that the sender signed is a clue; the signature is noise
@@ -81,6 +97,23 @@ def _word_tokens(text: str, prefix: str, tokens: dict[str, None]) -> None:
             tokens[prefix + word] = None
         if len(tokens) >= MAX_TOKENS:
             return
+
+
+def _bigram_tokens(text: str, tokens: dict[str, None]) -> None:
+    """Pairs of neighbouring body words: "click here" says more than "click" and "here"."""
+    words = [w.lower() for w in _WORD.findall(text) if 3 <= len(w) <= 20]
+    for first, second in zip(words, words[1:]):
+        if len(tokens) >= MAX_TOKENS:
+            return
+        tokens[f"bi:{first} {second}"] = None
+
+
+def _html_tokens(raw: bytes, tokens: dict[str, None]) -> None:
+    for tag, attrs in _HTML_TAG.findall(raw):
+        name = tag.lower().decode("ascii")
+        tokens["html:" + name] = None
+        for attr in _HTML_ATTR.findall(attrs):
+            tokens[f"html:{name}:{attr.lower().decode('ascii')}"] = None
 
 
 def _url_tokens(host: str, tokens: dict[str, None]) -> None:
