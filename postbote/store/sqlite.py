@@ -1271,7 +1271,8 @@ class _GroupCommit:
             while self._pending:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 try:
-                    results = await self._store._run(SqliteDb.commit_deliveries, self._store.db, [j for j, _ in batch])
+                    results = await self._store._run_durable(SqliteDb.commit_deliveries, self._store.db,
+                                                             [j for j, _ in batch])
                 except BaseException as exc:  # the whole commit failed: every caller learns it
                     results = [exc] * len(batch)
                 for (_, future), result in zip(batch, results):
@@ -1334,6 +1335,10 @@ class SqliteStore(Store):
         self.db = SqliteDb(Path(data_dir), self.changes)
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store")
+        # Staging and committing deliveries wait on fsync for milliseconds; they
+        # get threads of their own, so quick reads (recipient lookups at RCPT,
+        # filter state) never queue behind them.
+        self._durable = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store-fsync")
         self._commits = _GroupCommit(self)
         self._attempts = _AttemptCommit(self)  # -- outbound queue --
 
@@ -1341,17 +1346,21 @@ class SqliteStore(Store):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
+    async def _run_durable(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._durable, functools.partial(fn, *args))
+
     async def open(self) -> None:
         await self._run(self.db.open)
 
     async def close(self) -> None:
         await self._run(self.db.close)
+        self._durable.shutdown(wait=True)
         if self._own_executor:
             self._executor.shutdown(wait=True)
 
     async def deliver(self, source: bytes | Path, targets: Sequence[DeliveryTarget],
                       outbound: OutboundMessage | None = None) -> list[DeliveryOutcome]:
-        job = await self._run(self.db.prepare_delivery, source, targets, outbound)
+        job = await self._run_durable(self.db.prepare_delivery, source, targets, outbound)
         return await self._commits.submit(job)
 
     async def append(self, account_id: int, mailbox: str, raw: bytes, flags: Flag = Flag(0),
