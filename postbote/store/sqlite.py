@@ -17,13 +17,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .base import Store
 from .blobs import BlobFiles, StagedBlob, fsync_dir
@@ -64,6 +64,8 @@ _DMARC_COLUMNS = ("received, source_ip, header_from, envelope_from, policy_domai
                   "result, dkim_aligned, spf_aligned, spf_domain, spf_result, dkim, override, rua")  # -- dmarc --
 
 T = TypeVar("T")
+J = TypeVar("J")
+R = TypeVar("R")
 
 # Most deliveries that one group commit takes at once.
 MAX_BATCH = 256
@@ -1246,21 +1248,24 @@ def _offloaded(method: Callable[..., T]) -> Callable[..., Any]:
     return run
 
 
-class _GroupCommit:
-    """Batches concurrent deliveries into one transaction.
+class _GroupCommit(Generic[J, R]):
+    """Requests that arrive together share one transaction (and its fsyncs).
 
-    A delivery waits only while a commit is already running; everything that
-    arrives in the meantime goes into the next one.
+    A request waits only while a commit is already running; everything that
+    arrives in the meantime goes into the next one. ``commit`` takes a batch
+    and returns one result per request, an exception for a request that
+    failed alone. Used for deliveries and for the outbound queue's attempt
+    records alike.
     """
 
-    def __init__(self, store: "SqliteStore") -> None:
-        self._store = store
-        self._pending: list[tuple[_DeliveryJob, asyncio.Future]] = []
+    def __init__(self, commit: Callable[[list[J]], Awaitable[list[R | BaseException]]]) -> None:
+        self._commit = commit
+        self._pending: list[tuple[J, asyncio.Future]] = []
         self._running = False
 
-    async def submit(self, job: _DeliveryJob) -> list[DeliveryOutcome]:
+    async def submit(self, item: J) -> R:
         future = asyncio.get_running_loop().create_future()
-        self._pending.append((job, future))
+        self._pending.append((item, future))
         if not self._running:
             self._running = True
             asyncio.ensure_future(self._drain())
@@ -1271,49 +1276,7 @@ class _GroupCommit:
             while self._pending:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 try:
-                    results = await self._store._run_durable(SqliteDb.commit_deliveries, self._store.db,
-                                                             [j for j, _ in batch])
-                except BaseException as exc:  # the whole commit failed: every caller learns it
-                    results = [exc] * len(batch)
-                for (_, future), result in zip(batch, results):
-                    if future.done():
-                        continue
-                    if isinstance(result, BaseException):
-                        future.set_exception(result if isinstance(result, StoreError) else StoreError(str(result)))
-                    else:
-                        future.set_result(result)
-        finally:
-            self._running = False
-
-
-class _AttemptCommit:
-    """-- outbound queue --: records of delivery attempts that arrive together share one transaction.
-
-    Every queue worker records each message's result before the next; with
-    one fsync each, several workers would spend their time waiting on the
-    disk. Like ``_GroupCommit``: a record waits only while a commit runs.
-    """
-
-    def __init__(self, store: "SqliteStore") -> None:
-        self._store = store
-        self._pending: list[tuple[tuple, asyncio.Future]] = []
-        self._running = False
-
-    async def submit(self, attempt: tuple) -> bool:
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((attempt, future))
-        if not self._running:
-            self._running = True
-            asyncio.ensure_future(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                try:
-                    results = await self._store._run(SqliteDb.record_outbound_attempts, self._store.db,
-                                                     [a for a, _ in batch])
+                    results = await self._commit([item for item, _ in batch])
                 except BaseException as exc:  # the whole commit failed: every caller learns it
                     results = [exc] * len(batch)
                 for (_, future), result in zip(batch, results):
@@ -1339,8 +1302,10 @@ class SqliteStore(Store):
         # get threads of their own, so quick reads (recipient lookups at RCPT,
         # filter state) never queue behind them.
         self._durable = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store-fsync")
-        self._commits = _GroupCommit(self)
-        self._attempts = _AttemptCommit(self)  # -- outbound queue --
+        self._commits: _GroupCommit[_DeliveryJob, list[DeliveryOutcome]] = _GroupCommit(
+            lambda jobs: self._run_durable(SqliteDb.commit_deliveries, self.db, jobs))
+        self._attempts: _GroupCommit[tuple, bool] = _GroupCommit(  # -- outbound queue --
+            lambda attempts: self._run_durable(SqliteDb.record_outbound_attempts, self.db, attempts))
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
