@@ -19,12 +19,15 @@ import multiprocessing
 import os
 import poplib
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import free_port, wait_for_port  # noqa: E402
 
 from postbote.accounts.passwords import hash_password
 from postbote.store import DeliveryTarget
@@ -44,25 +47,6 @@ def make_message(account: int, n: int, size: int) -> bytes:
 
 def users(clients: int) -> list[str]:
     return [f"user{i}@{DOMAIN}" for i in range(clients)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{what} exited with status {proc.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{what} did not listen on 127.0.0.1:{port} within 30 s")
 
 
 # --- postbote ---------------------------------------------------------------------------------

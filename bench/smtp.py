@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common import free_port, wait_for_port  # noqa: E402
 from postfix_peer import PostfixInstance, cpu_seconds, ensure_installed, process_tree  # noqa: E402
 
 from tests.dnsserver import DnsServer  # noqa: E402
@@ -34,12 +34,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = "bench.test"
 THREADS = int(os.environ.get("BENCH_THREADS", "8"))
 USER = "user"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_postbote(tmp: Path, dns: DnsServer, workers: int = 1) -> tuple[subprocess.Popen, int]:
@@ -60,14 +54,8 @@ def start_postbote(tmp: Path, dns: DnsServer, workers: int = 1) -> tuple[subproc
                     "--password-stdin"], input=b"bench-password\n", check=True, capture_output=True)
     proc = subprocess.Popen([bin_dir / "postbote", "--config", config, "serve", "--workers", str(workers)],
                             stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("postbote did not start")
+    wait_for_port(port, proc, "postbote")
+    return proc, port
 
 
 def postbote_delivered(tmp: Path) -> int:
