@@ -16,30 +16,26 @@ Run as root (Dovecot's mail folders are chowned to nobody) with dovecot-imapd in
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+import time
+from collections import Counter
 from pathlib import Path
 
-# This script's folder holds other benchmarks (bench/queue.py) that must not shadow the
-# standard library when Python puts the folder first on sys.path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import re  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-
-from argon2 import PasswordHasher  # noqa: E402
+from argon2 import PasswordHasher
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from common import free_port, wait_for_port  # noqa: E402
 
 from postbote.store import DeliveryTarget  # noqa: E402
 from postbote.store.sqlite import SqliteStore  # noqa: E402
@@ -65,25 +61,6 @@ def make_message(account: int, n: int) -> bytes:
     return (f"From: Sender {n % 17} <sender{n % 17}@example.com>\r\nTo: user{account}@{DOMAIN}\r\n"
             f"Subject: message {n} about {words.split()[0]}\r\nDate: Mon, 2 Nov 2026 10:00:00 +0000\r\n"
             f"Message-ID: <{account}.{n}@example.com>\r\n\r\n{words}\r\n").encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{what} exited with {proc.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{what} did not listen on 127.0.0.1:{port} within 60 s")
 
 
 def rss_mb(pid: int) -> float:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[0] = str(ROOT)  # not bench/: its queue.py would shadow the standard library
+sys.path[0] = str(ROOT)  # not bench/: a module there could shadow one of the standard library
 
 from postbote.config import SpamSettings  # noqa: E402
 from postbote.filters.pipeline import Action, MessageContext  # noqa: E402

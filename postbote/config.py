@@ -232,7 +232,7 @@ class SpamSettings:
     reject_score: float = _opt(12.0, lo=0, hi=1000)
     # Add X-Spam-Status and X-Spam-Score to every checked message.
     add_headers: bool = True
-    # Points the classifier adds at certain spam (and takes away at certain ham).
+    # Points the classifier adds at a spam probability of 0.8 or more (takes away at 0.2 or less).
     bayes_weight: float = _opt(6.0, lo=0, hi=100)
     # Trained spam and ham messages each, before the classifier has a say.
     min_trained: int = _opt(10, lo=1, hi=1_000_000)

@@ -1,4 +1,4 @@
-"""A private Postfix instance for queue tests and bench/queue.py, never the system's.
+"""A private Postfix instance for queue tests and bench/outbound.py, never the system's.
 
 Its own config folder (``postfix -c DIR``), queue and Maildirs under a temp
 folder, and one smtpd on ``ADDRESS:PORT`` on loopback. As an MX it delivers

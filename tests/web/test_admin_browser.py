@@ -94,7 +94,8 @@ class Page:
         old = self.d.find_element(By.TAG_NAME, "html")
         element.click()
         WebDriverWait(self.d, 30).until(expected_conditions.staleness_of(old))
-        WebDriverWait(self.d, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        WebDriverWait(self.d, 30).until(lambda d: d.execute_script("return document.readyState") == "complete"
+                                        and d.execute_script("return !!document.getElementById('main')"))
         return self
 
     def text(self, element_id: str = "main") -> str:
@@ -112,7 +113,13 @@ class Page:
         return self.d.current_url[len(self.base):]
 
     def login(self, user: str = ADMIN, password: str = ADMIN_PASSWORD) -> "Page":
-        return self.open("/admin/login").fill("username", user).fill("password", password).click("login")
+        from selenium.webdriver.support.wait import WebDriverWait
+
+        self.open("/admin/login").fill("username", user).fill("password", password).click("login")
+        # A good login is a POST, a 303 and a GET: wait for the end of the chain.
+        WebDriverWait(self.d, 30).until(lambda d: self.path != "/admin/login" or self.has("error"))
+        WebDriverWait(self.d, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        return self
 
     def logout(self) -> None:
         from selenium.webdriver.common.by import By

@@ -7,7 +7,7 @@ time to empty each queue gives messages per second; each system runs with
 its default concurrency. Everything stays on loopback: the test DNS server
 routes the remote domain to 127.0.0.2, where smtp-sink listens.
 
-    .venv/bin/python bench/queue.py [--messages 1000] [--size 2000]
+    .venv/bin/python bench/outbound.py [--messages 1000] [--size 2000]
 
 Needs root (a private Postfix instance) and Debian's postfix package.
 """
