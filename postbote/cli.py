@@ -468,6 +468,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. "postbote user list | head": not an error
+        sys.stderr.close()
+        return 0
     return 0
 
 
