@@ -85,6 +85,7 @@ class App:
         other worker processes use the same store (their changes come over a FeedBus)."""
         self.settings = settings
         self.prebound = prebound or {}
+        self.shared_store = shared_store
         self.feed_bus: FeedBus | None = None
         self.executor = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="work")
         self.store: Store = open_store(settings.data_path, workers=settings.worker_threads)

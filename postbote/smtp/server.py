@@ -98,7 +98,10 @@ POLICIES = {
 
 
 def listeners(app: "App") -> list[Listener]:
-    prepare_spool(app.settings.data_path / "spool")
+    if app.shared_store:  # serve --workers: the parent cleaned it; others' files are in flight
+        (app.settings.data_path / "spool").mkdir(parents=True, exist_ok=True)
+    else:
+        prepare_spool(app.settings.data_path / "spool")
     out = []
     for name, policy in POLICIES.items():
         addresses = getattr(app.settings.listen, name)

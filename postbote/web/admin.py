@@ -311,6 +311,7 @@ def routes(state: "WebState") -> list[Route]:
 
     acct = back_to(a.account)
     return [
+        Route("/", lambda request: RedirectResponse("/admin/", 307)),
         Route("/admin", lambda request: RedirectResponse("/admin/", 308)),
         Route("/admin/", a.page(a.dashboard)),
         Route("/admin/login", a.login_page, methods=["GET"]),
