@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import struct
 from collections.abc import Sequence
 from concurrent.futures import Executor
@@ -95,7 +94,7 @@ class ClamavFilter:
     async def check(self, ctx: MessageContext) -> FilterResult:
         if not self.settings.enabled:
             return FilterResult()
-        size = len(ctx.added) + os.stat(ctx.spool_path).st_size - ctx.trace_length
+        size = ctx.size
         if size > self.settings.max_size:
             return FilterResult(prepend=b"X-Virus-Status: Unscanned (larger than clamav.max_size)\r\n")
         try:

@@ -49,7 +49,9 @@ class MessageContext:
     helo: str
     sender: str  # MAIL FROM, "" for the null reverse-path
     recipients: tuple[str, ...]
-    spool_path: Path
+    # Where the message is: in memory (most messages: ``message`` holds what the
+    # sender sent), or in a spool file after our trace fields (large ones).
+    spool_path: Path | None
     # Outside addresses that local aliases forward this message to (for ARC sealing).
     forwarded: tuple[str, ...] = ()
     authenticated_user: str | None = None
@@ -57,6 +59,7 @@ class MessageContext:
     trace_length: int = 0  # octets of our own trace fields at the top of the spool
     added: bytes = b""  # header fields earlier filters added (not yet in the spool)
     notes: dict[str, object] = field(default_factory=dict)  # results one filter leaves for the next
+    message: bytes | None = None
 
     @property
     def outgoing(self) -> bool:
@@ -64,17 +67,31 @@ class MessageContext:
 
     def read(self) -> bytes:
         """The message as it stands: fields added by earlier filters, then what
-        the sender sent (our trace fields left out). Blocking: call it in an
-        executor thread."""
+        the sender sent (our trace fields left out). May block on the spool
+        file: call it in an executor thread."""
+        if self.message is not None:
+            return self.added + self.message
+        assert self.spool_path is not None
         with open(self.spool_path, "rb") as f:
             f.seek(self.trace_length)
             return self.added + f.read()
 
     def read_head(self, limit: int = 256 * 1024) -> bytes:
         """Like ``read`` but at most ``limit`` octets of the original: enough for the header."""
+        if self.message is not None:
+            return self.added + self.message[:limit]
+        assert self.spool_path is not None
         with open(self.spool_path, "rb") as f:
             f.seek(self.trace_length)
             return self.added + f.read(limit)
+
+    @property
+    def size(self) -> int:
+        """Octets of the message as it stands (without our trace fields)."""
+        if self.message is not None:
+            return len(self.added) + len(self.message)
+        assert self.spool_path is not None
+        return len(self.added) + os.stat(self.spool_path).st_size - self.trace_length
 
 
 class MessageFilter(Protocol):
@@ -126,6 +143,18 @@ def header_fields(data: bytes) -> list[bytes]:
             fields.append(line)
         pos += len(line)
     return fields
+
+
+def rewrite_header(message: bytes, headers: bytes, remove: tuple[int, ...] = ()) -> bytes:
+    """``headers`` followed by ``message`` without its header fields numbered in ``remove``."""
+    if not remove:
+        return headers + message
+    kept, consumed = [], 0
+    for i, raw in enumerate(header_fields(message[:_HEADER_LIMIT])):
+        consumed += len(raw)
+        if i not in remove:
+            kept.append(raw)
+    return headers + b"".join(kept) + message[consumed:]
 
 
 def insert_headers(spool_path: Path, offset: int, headers: bytes, remove: tuple[int, ...] = ()) -> None:

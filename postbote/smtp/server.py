@@ -28,7 +28,14 @@ from postbote.delivery.service import (
     TempFailure,
     new_queue_id,
 )
-from postbote.filters.pipeline import Action, MessageContext, PipelineResult, insert_headers, run_filters
+from postbote.filters.pipeline import (
+    Action,
+    MessageContext,
+    PipelineResult,
+    insert_headers,
+    rewrite_header,
+    run_filters,
+)
 from postbote.listener import Connection, Listener
 from postbote.log import event
 from postbote import metrics  # -- operations --
@@ -66,6 +73,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("postbote.smtp")
 
 READ_SIZE = 64 * 1024
+# Messages up to this size stay in memory between DATA and the commit; larger
+# ones spill into a spool file, so memory per session stays bounded.
+SPOOL_MEMORY = 256 * 1024
 
 RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
 UNKNOWN_USER = Reply(550, "5.1.1", "No such user here")
@@ -126,12 +136,19 @@ def prepare_spool(folder: Path) -> None:
 
 @dataclass
 class _Transaction:
+    """One mail transaction. Its message is kept in memory up to
+    ``SPOOL_MEMORY`` octets (most mail: no file to create, copy and remove)
+    and spills into a spool file in the data folder beyond that."""
+
     queue_id: str
     sender: MailFrom
     recipients: list[Recipient] = field(default_factory=list)
+    trace: bytes = b""  # our Return-Path and Received fields, once written
+    started: bool = False  # DATA or a first BDAT began the message
+    buffer: bytearray = field(default_factory=bytearray)
     spool_path: Path | None = None
     spool: IO[bytes] | None = None
-    trace_length: int = 0
+    failed: bool = False  # the spool file could not be written
 
 
 class SmtpSession:
@@ -167,7 +184,7 @@ class SmtpSession:
         self.writer.write(self.core.greeting())
         try:
             while not self.core.closed:
-                timeout = self.settings.limits.data_timeout if self.tx and self.tx.spool else \
+                timeout = self.settings.limits.data_timeout if self.tx and self.tx.started else \
                     self.settings.limits.command_timeout
                 self.idle = self.tx is None
                 if self.stop_requested and self.idle:
@@ -282,10 +299,7 @@ class SmtpSession:
                 return R.BAD_SENDER
             if sender not in allowed:
                 return SENDER_NOT_OWNED
-        tx = _Transaction(new_queue_id(), ev)
-        if not await self._open_spool(tx):
-            return R.TEMPORARY_FAILURE
-        self.tx = tx
+        self.tx = _Transaction(new_queue_id(), ev)
         return R.SENDER_OK
 
     async def _rcpt(self, ev: RcptTo) -> Reply:
@@ -318,46 +332,48 @@ class SmtpSession:
         return R.RECIPIENT_OK
 
     # -- message data ----------------------------------------------------------
-    async def _open_spool(self, tx: _Transaction) -> bool:
-        """Create the transaction's spool file, off the loop: creating a file can
-        wait on a folder lock while other threads fsync and link."""
-        path = self.settings.data_path / "spool" / f"{tx.queue_id}.{self.conn.id}"
-        try:
-            tx.spool = await asyncio.get_running_loop().run_in_executor(self.app.executor, open, path, "wb")
-        except OSError as exc:
-            event(log, "spool open failed", logging.ERROR, session=self.conn.id, error=str(exc))
-            return False
-        tx.spool_path = path
-        return True
-
-    def _write_trace(self, tx: _Transaction) -> None:
+    def _begin_message(self, tx: _Transaction) -> None:
         """Our trace fields go first, once, when the recipients are known."""
-        if tx.trace_length == 0 and tx.spool is not None:
-            trace = self._trace_headers()
-            tx.trace_length = len(trace)
-            self._spool_write(trace)
+        if not tx.started:
+            tx.started = True
+            tx.trace = self._trace_headers()
 
     def _data_start(self) -> Reply:
-        if self.tx is None or self.tx.spool is None:
+        if self.tx is None:
             return R.TEMPORARY_FAILURE
-        self._write_trace(self.tx)
+        self._begin_message(self.tx)
         return R.START_DATA
 
     def _spool_write(self, data: bytes) -> None:
         tx = self.tx
-        if tx is None or tx.spool is None:
-            return  # the spool failed: the end of data answers a temporary failure
-        self._write_trace(tx)  # BDAT has no DATA command: the first chunk writes it
+        if tx is None or tx.failed:
+            return  # nothing to keep: the end of data answers a temporary failure
+        self._begin_message(tx)  # BDAT has no DATA command: the first chunk begins it
         try:
+            if tx.spool is None and len(tx.buffer) + len(data) <= SPOOL_MEMORY:
+                tx.buffer += data
+                return
+            if tx.spool is None:
+                self._spill(tx)
+            assert tx.spool is not None
             tx.spool.write(data)
         except OSError as exc:
             event(log, "spool write failed", logging.ERROR, session=self.conn.id, error=str(exc))
-            tx.spool.close()
-            tx.spool = None
+            self._discard_spool(tx)
+            tx.failed = True
+
+    def _spill(self, tx: _Transaction) -> None:
+        """A large message moves from memory to a spool file (a blocking open, on
+        the loop; only messages past SPOOL_MEMORY pay it)."""
+        tx.spool_path = self.settings.data_path / "spool" / f"{tx.queue_id}.{self.conn.id}"
+        tx.spool = open(tx.spool_path, "wb")
+        tx.spool.write(tx.trace)
+        tx.spool.write(tx.buffer)
+        tx.buffer = bytearray()
 
     async def _bdat_end(self, ev: BdatEnd) -> Reply | list[Reply]:
         if self.tx is not None:
-            self._write_trace(self.tx)  # BDAT 0 LAST: a message with no octets
+            self._begin_message(self.tx)  # BDAT 0 LAST: a message with no octets
         if not ev.last:
             return R.CHUNK_OK
         return await self._data_end(ev.oversized, ev.bare_newline)
@@ -373,12 +389,13 @@ class SmtpSession:
                 # Bare CR or LF could be read as a line end by the next hop and so
                 # smuggle a second message; CRLF only (RFC 5321 §2.3.8).
                 return R.BARE_NEWLINE
-            if tx.spool is None or tx.spool_path is None:
+            if tx.failed or not tx.started:
                 return R.TEMPORARY_FAILURE
-            tx.spool.close()
-            tx.spool = None
+            if tx.spool is not None:
+                tx.spool.close()
+                tx.spool = None
             try:
-                verdict = await self._filter(tx)
+                verdict, source = await self._filter(tx)
             except Exception:  # a filter's bug must not lose the session or the message
                 log.exception("filter failed", extra={"fields": {"session": self.conn.id, "queue_id": tx.queue_id}})
                 return R.TEMPORARY_FAILURE
@@ -390,7 +407,7 @@ class SmtpSession:
                       code=r.code, reason=r.text)
                 return Reply(r.code, r.status, r.text)
             mailbox = "Junk" if verdict.action is Action.JUNK else "INBOX"
-            outcomes = await self.app.delivery.deliver(self._envelope(tx), tx.spool_path, enforce_quota=False,
+            outcomes = await self.app.delivery.deliver(self._envelope(tx), source, enforce_quota=False,
                                                        mailbox=mailbox)
         finally:
             self._discard_spool(tx)
@@ -413,22 +430,30 @@ class SmtpSession:
         return Envelope(sender, tuple(tx.recipients), tx.queue_id, params.envid, params.ret,
                         params.smtputf8, params.body)
 
-    async def _filter(self, tx: _Transaction) -> PipelineResult:
-        """Run the filter pipeline and write the fields it added into the spool."""
-        assert tx.spool_path is not None
+    async def _filter(self, tx: _Transaction) -> tuple[PipelineResult, bytes | Path]:
+        """Run the filter pipeline; returns its verdict and the final message
+        (bytes, or the spool file with the filters' fields written in)."""
+        in_memory = tx.spool_path is None
         ctx = MessageContext(
             queue_id=tx.queue_id, service=self.policy.service, peer_ip=self.conn.peer_ip,
             helo=self.core.helo.name if self.core.helo else "", sender=tx.sender.address,
             recipients=tuple(r.address for r in tx.recipients), spool_path=tx.spool_path,
             forwarded=tuple(a for r in tx.recipients for a in r.remote if a != r.address),
             authenticated_user=self.account.account.address if self.account else None,
-            tls=describe(self.writer.get_extra_info("ssl_object")), trace_length=tx.trace_length)
+            tls=describe(self.writer.get_extra_info("ssl_object")), trace_length=len(tx.trace),
+            message=bytes(tx.buffer) if in_memory else None)
         verdict = await run_filters(self.app.filters, ctx)
-        if (verdict.prepended or verdict.removed) and verdict.refusal is None:
+        if verdict.refusal is not None:
+            return verdict, b""
+        if in_memory:
+            assert ctx.message is not None
+            return verdict, tx.trace + rewrite_header(ctx.message, verdict.prepended, verdict.removed)
+        assert tx.spool_path is not None
+        if verdict.prepended or verdict.removed:
             await asyncio.get_running_loop().run_in_executor(
-                self.app.executor, insert_headers, tx.spool_path, tx.trace_length, verdict.prepended,
+                self.app.executor, insert_headers, tx.spool_path, len(tx.trace), verdict.prepended,
                 verdict.removed)
-        return verdict
+        return verdict, tx.spool_path
 
     def _trace_headers(self) -> bytes:
         """Return-Path (RFC 5321 §4.4, added at final delivery) and Received."""

@@ -351,3 +351,22 @@ def test_drain_lets_the_transaction_in_flight_finish_and_refuses_new_connections
         socket.create_connection(("127.0.0.1", port), timeout=5)
     idle.close()
     busy.close()
+
+
+@pytest.mark.parametrize("size", [1_000, 600_000])
+def test_small_and_spilled_large_messages_arrive_exact_and_leave_no_spool_file(server, size):
+    from postbote.smtp.server import SPOOL_MEMORY
+
+    server.add_user("alice@localhost")
+    line = b"0123456789" * 7 + b"\r\n"
+    body = line * (size // len(line))
+    message = b"From: bob@example.org\r\nSubject: sized\r\n\r\n" + body
+    assert (len(message) > SPOOL_MEMORY) == (size > SPOOL_MEMORY)
+    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=60) as c:
+        c.sendmail("bob@example.org", ["alice@localhost"], message)
+    [stored] = mailbox_messages(server, "alice@localhost")
+    assert stored.endswith(message)
+    head = stored[: len(stored) - len(message)]
+    assert head.startswith(b"Return-Path: <bob@example.org>\r\nReceived: ")
+    assert b"\r\nAuthentication-Results: localhost;" in head  # a filter's field, written in both paths
+    assert list((server.settings.data_path / "spool").iterdir()) == []
