@@ -21,19 +21,19 @@ from postbote.accounts.service import AccountService
 from postbote.config import Settings
 from postbote.delivery.service import DeliveryService
 from postbote.dns import Resolver
+from postbote.filters.clamav import ClamavFilter
+from postbote.filters.greylist import GreylistFilter
 from postbote.filters.pipeline import MessageFilter
+from postbote.filters.rspamd import RspamdFilter
+from postbote.filters.spam import SpamFilter
+from postbote.filters.spam_training import SpamTrainer
 from postbote.filters.submission import SubmissionHeaders
 from postbote.listener import ConnectionLimits, Listener
-from postbote.mailauth.filter import MailAuthFilter  # -- mail authentication --
-from postbote.filters.clamav import ClamavFilter  # -- spam --
-from postbote.filters.greylist import GreylistFilter  # -- spam --
-from postbote.filters.rspamd import RspamdFilter  # -- spam --
-from postbote.filters.spam import SpamFilter  # -- spam --
-from postbote.filters.spam_training import SpamTrainer  # -- spam --
-from postbote.mailauth.dkim_sign import DkimSigner  # -- outbound queue --
 from postbote.log import event
-from postbote.queue.runner import QueueRunner  # -- outbound queue --
 from postbote.mail.address import normalize_domain
+from postbote.mailauth.dkim_sign import DkimSigner
+from postbote.mailauth.filter import MailAuthFilter
+from postbote.queue.runner import QueueRunner
 from postbote.store import AlreadyExists, Store, open_store
 from postbote.store.feedbus import FeedBus
 from postbote.tls import certificate_paths, server_context
@@ -42,7 +42,7 @@ log = logging.getLogger("postbote")
 
 # Each module has ``listeners(app) -> list[Listener]``; one per protocol.
 SERVER_MODULES: tuple[str, ...] = ("postbote.smtp.server", "postbote.pop3.server", "postbote.imap.server",
-                                   "postbote.web.server")  # -- operations --: HTTP
+                                   "postbote.web.server")
 
 DRAIN_GRACE = 30.0
 
@@ -59,17 +59,18 @@ async def ensure_domains(store: Store, names: tuple[str, ...]) -> None:
 
 
 def build_filters(app: "App") -> list[MessageFilter]:
-    """The filter pipeline, in order (see postbote/filters/pipeline.py)."""
+    """The filter pipeline, in order (see postbote/filters/pipeline.py): inbound
+    checks first; for our users' mail, the submission fixes and then the DKIM
+    signature, which must cover the Date and Message-ID they add."""
     return [
-        MailAuthFilter(app.settings.hostname, app.settings.mailauth, app.resolver,  # -- mail authentication --
+        MailAuthFilter(app.settings.hostname, app.settings.mailauth, app.resolver,
                        store=app.store, executor=app.executor, data_dir=app.settings.data_path),
-        *spam_filters(app),  # -- spam --
+        *spam_filters(app),
         SubmissionHeaders(app.settings.hostname),
-        DkimSigner(app.settings.data_path),  # -- outbound queue --: after SubmissionHeaders, which adds Date/Message-ID
+        DkimSigner(app.settings.data_path),
     ]
 
 
-# -- spam --
 def spam_filters(app: "App") -> list[MessageFilter]:
     """Virus scanning, greylisting, rspamd, then the built-in spam score (postbote/filters/)."""
     return [GreylistFilter(app.settings.greylist, app.store),  # first: a deferred message costs no scanning
@@ -94,14 +95,14 @@ class App:
         self.accounts = AccountService(self.store, settings.limits)
         self.delivery = DeliveryService(self.store)
         self.resolver = Resolver(settings.dns)
-        self.spam = SpamTrainer(self.store, self.executor)  # -- spam --: training from users' moves
+        self.spam = SpamTrainer(self.store, self.executor)  # training from users' moves into and out of Junk
         self.filters: list[MessageFilter] = build_filters(self)
         self.connection_limits = ConnectionLimits(settings.limits.max_connections,
                                                   settings.limits.max_connections_per_ip)
         self.listeners: list[Listener] = []
         self.ssl_context: ssl.SSLContext | None = None
         self.stopping = asyncio.Event()
-        self.queue: QueueRunner | None = None  # -- outbound queue --
+        self.queue: QueueRunner | None = None
 
     def listener(self, service: str) -> Listener:
         """The listener of one service (tests use it to learn the bound port)."""
@@ -117,7 +118,6 @@ class App:
         self.ssl_context = server_context(cert, key)
         for name in SERVER_MODULES:
             self.listeners += importlib.import_module(name).listeners(self)
-        # -- outbound queue --
         self.queue = QueueRunner(self)
         self.queue.start()
         self.delivery.on_queued = self.queue.poke
@@ -137,11 +137,11 @@ class App:
         for lst in self.listeners:
             lst.stop_accepting()
         await asyncio.gather(*(lst.drain(grace) for lst in self.listeners))
-        if self.queue is not None:  # -- outbound queue --: let transactions in flight finish
+        if self.queue is not None:  # let outbound transactions in flight finish
             await self.queue.stop(grace)
         if self.feed_bus is not None:
             self.feed_bus.close(asyncio.get_running_loop())
-        await self.spam.idle()  # -- spam --: finish training started by sessions before the store closes
+        await self.spam.idle()  # finish training started by sessions before the store closes
         await self.store.close()
         self.executor.shutdown(wait=False)
         event(log, "stopped")

@@ -87,7 +87,7 @@ class ServiceSettings:
     pop3: tuple[ListenAddress, ...] = _listen("127.0.0.1:2110")
     pop3s: tuple[ListenAddress, ...] = _listen("127.0.0.1:2995")
     http: tuple[ListenAddress, ...] = _listen("127.0.0.1:8080")
-    https: tuple[ListenAddress, ...] = _listen()  # -- operations --: production 443
+    https: tuple[ListenAddress, ...] = _listen()  # production 443
 
 
 @dataclass(frozen=True)
@@ -300,15 +300,15 @@ class Settings:
     listen: ServiceSettings = field(default_factory=ServiceSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     log: LogSettings = field(default_factory=LogSettings)
-    outbound: OutboundSettings = field(default_factory=OutboundSettings)  # -- outbound queue --
-    mailauth: MailAuthSettings = field(default_factory=MailAuthSettings)  # -- mail authentication --
-    spam: SpamSettings = field(default_factory=SpamSettings)  # -- spam --
-    greylist: GreylistSettings = field(default_factory=GreylistSettings)  # -- spam --
-    rspamd: RspamdSettings = field(default_factory=RspamdSettings)  # -- spam --
-    clamav: ClamavSettings = field(default_factory=ClamavSettings)  # -- spam --
-    http: HttpSettings = field(default_factory=HttpSettings)  # -- operations --
-    acme: AcmeSettings = field(default_factory=AcmeSettings)  # -- operations --
-    admin: AdminSettings = field(default_factory=AdminSettings)  # -- operations --
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    mailauth: MailAuthSettings = field(default_factory=MailAuthSettings)
+    spam: SpamSettings = field(default_factory=SpamSettings)
+    greylist: GreylistSettings = field(default_factory=GreylistSettings)
+    rspamd: RspamdSettings = field(default_factory=RspamdSettings)
+    clamav: ClamavSettings = field(default_factory=ClamavSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    acme: AcmeSettings = field(default_factory=AcmeSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
 
     @property
     def data_path(self) -> Path:
@@ -328,12 +328,12 @@ def load_settings(path: str | Path | None, *, data_dir: str | None = None) -> Se
             raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
     settings = _build(Settings, raw, "")
     _check_names(settings)
-    _check_outbound(settings.outbound)  # -- outbound queue --
-    if path is None:  # -- outbound queue --: the development instance sends nothing off the machine
+    _check_outbound(settings.outbound)
+    if path is None:  # the development instance sends nothing off the machine
         settings = dataclasses.replace(settings, outbound=dataclasses.replace(settings.outbound, enabled=False))
-    _check_mailauth(settings.mailauth)  # -- mail authentication --
-    _check_spam(settings)  # -- spam --
-    _check_operations(settings)  # -- operations --
+    _check_mailauth(settings.mailauth)
+    _check_spam(settings)
+    _check_operations(settings)
     if data_dir is not None:
         settings = dataclasses.replace(settings, data_dir=data_dir)
     return settings

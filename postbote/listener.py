@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from postbote.config import ListenAddress
 from postbote.log import event
-from postbote import metrics  # -- operations --
+from postbote import metrics
 
 log = logging.getLogger("postbote.conn")
 
@@ -117,14 +117,14 @@ class Listener:
         conn = Connection(secrets.token_hex(6), self.service, peer[0], peer[1], sock[1], self.ssl_context is not None)
         if not self.limits.admit(conn.peer_ip):
             event(log, "connection refused: too many", session=conn.id, service=self.service, ip=conn.peer_ip)
-            metrics.CONNECTIONS_REFUSED.labels(self.service).inc()  # -- operations --
+            metrics.CONNECTIONS_REFUSED.labels(self.service).inc()
             await _refuse(writer, self.busy_reply)
             return
         task = asyncio.current_task()
         assert task is not None
         self.sessions[task] = conn
         event(log, "connect", session=conn.id, service=self.service, ip=conn.peer_ip, port=conn.peer_port)
-        metrics.CONNECTIONS.labels(self.service).inc()  # -- operations --
+        metrics.CONNECTIONS.labels(self.service).inc()
         try:
             await self.handler(reader, writer, conn)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError) as exc:

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from postbote.config import LimitSettings
-from postbote import metrics  # -- operations --
+from postbote import metrics
 from postbote.mail.address import AddressError, parse_address
 from postbote.store import Account, Store
 
@@ -66,7 +66,7 @@ class AccountService:
         delay = self.throttle.failure_delay(peer_ip, address)
         self.throttle.failed(peer_ip, address)
         log.info("auth failed user=%s ip=%s", username, peer_ip)
-        metrics.AUTH_FAILURES.inc()  # -- operations --
+        metrics.AUTH_FAILURES.inc()
         await asyncio.sleep(delay)
         return result
 

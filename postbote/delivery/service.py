@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from postbote.log import event
-from postbote import metrics  # -- operations --
+from postbote import metrics
 from postbote.store import (
     Delivered,
     DeliveryTarget,
@@ -108,7 +108,7 @@ class DeliveryService:
               queued=len(outbound.recipients) if outbound else 0,
               failed=sum(not isinstance(r, Accepted) for r in results),
               ms=round((time.monotonic() - started) * 1000, 1))
-        metrics.record_delivery(time.monotonic() - started, sum(isinstance(o, Delivered) for o in outcomes),  # -- operations --
+        metrics.record_delivery(time.monotonic() - started, sum(isinstance(o, Delivered) for o in outcomes),
                                 len(outbound.recipients) if outbound else 0)
         if outbound is not None and self.on_queued is not None:
             self.on_queued()

@@ -784,7 +784,7 @@ class ImapSession:
             self.enabled.condstore = True
         changed, refused = await self.store.store_flags(sel.mailbox_id, uids, mode, flags, keywords,
                                                         cmd.unchangedsince)
-        self.app.spam.flagged(self._account().id, mode, keywords, changed)  # -- spam --: $Junk/$NotJunk train
+        self.app.spam.flagged(self._account().id, mode, keywords, changed)  # $Junk/$NotJunk train
         for message in changed:
             sel.note_own_change(message)
         if not cmd.silent or cmd.unchangedsince is not None:
@@ -833,7 +833,7 @@ class ImapSession:
             raise _no("the copy would exceed the storage quota", encode.OVERQUOTA) from None
         if not pairs:
             return None
-        self.app.spam.moved(self._account().id, sel.mailbox_id, target, [p[1] for p in pairs])  # -- spam --: Junk trains
+        self.app.spam.moved(self._account().id, sel.mailbox_id, target, [p[1] for p in pairs])  # Junk trains
         code = encode.code_copyuid(target.uidvalidity, [p[0] for p in pairs], [p[1] for p in pairs])
         if isinstance(cmd, c.Move):
             # RFC 6851 §4.3: COPYUID goes in an untagged OK before the expunges

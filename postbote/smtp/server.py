@@ -38,7 +38,7 @@ from postbote.filters.pipeline import (
 )
 from postbote.listener import Connection, Listener
 from postbote.log import event
-from postbote import metrics  # -- operations --
+from postbote import metrics
 from postbote.mail.address import AddressError, parse_address
 from postbote.smtp import replies as R
 from postbote.smtp.protocol import (
@@ -312,13 +312,13 @@ class SmtpSession:
         orcpt = f"{ev.params.orcpt_type};{ev.params.orcpt}" if ev.params.orcpt else None
         if isinstance(resolved, Unknown):
             event(log, "rcpt refused: unknown", session=self.conn.id, queue_id=self.tx.queue_id, rcpt=address)
-            metrics.MESSAGES_REFUSED.labels("unknown_recipient").inc()  # -- operations --
+            metrics.MESSAGES_REFUSED.labels("unknown_recipient").inc()
             return UNKNOWN_USER
         if isinstance(resolved, NotLocal):
             if self.account is None:
                 event(log, "rcpt refused: relay", session=self.conn.id, queue_id=self.tx.queue_id, rcpt=address,
                       ip=self.conn.peer_ip)
-                metrics.MESSAGES_REFUSED.labels("relay_denied").inc()  # -- operations --
+                metrics.MESSAGES_REFUSED.labels("relay_denied").inc()
                 return RELAY_DENIED
             self.tx.recipients.append(Recipient(resolved.address, remote=(resolved.address,), notify=notify,
                                                 orcpt=orcpt))
@@ -399,10 +399,10 @@ class SmtpSession:
             except Exception:  # a filter's bug must not lose the session or the message
                 log.exception("filter failed", extra={"fields": {"session": self.conn.id, "queue_id": tx.queue_id}})
                 return R.TEMPORARY_FAILURE
-            metrics.FILTER_VERDICTS.labels(verdict.action.value).inc()  # -- operations --
+            metrics.FILTER_VERDICTS.labels(verdict.action.value).inc()
             if verdict.refusal is not None:
                 r = verdict.refusal
-                metrics.MESSAGES_REFUSED.labels("filter").inc()  # -- operations --
+                metrics.MESSAGES_REFUSED.labels("filter").inc()
                 event(log, "message refused by filter", session=self.conn.id, queue_id=tx.queue_id,
                       code=r.code, reason=r.text)
                 return Reply(r.code, r.status, r.text)
@@ -414,7 +414,7 @@ class SmtpSession:
         self.messages += sum(isinstance(o, Accepted) for o in outcomes)
         event(log, "message", session=self.conn.id, queue_id=tx.queue_id, sender=tx.sender.address,
               rcpts=len(tx.recipients), accepted=sum(isinstance(o, Accepted) for o in outcomes))
-        metrics.MESSAGES_RECEIVED.labels(self.conn.service).inc()  # -- operations --
+        metrics.MESSAGES_RECEIVED.labels(self.conn.service).inc()
         if self.policy.lmtp:
             return [_outcome_reply(o, tx.queue_id) for o in outcomes]
         return _combined_reply(outcomes, tx.queue_id)

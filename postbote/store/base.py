@@ -39,9 +39,9 @@ from .types import (
     RecipientResult,
     StoreError,
 )
-from .types import DmarcEvaluation  # -- dmarc --
-from .types import ApiToken  # -- admin --
-from .types import SpamCounts  # -- spam --
+from .types import DmarcEvaluation
+from .types import ApiToken
+from .types import SpamCounts
 
 
 class Store(abc.ABC):

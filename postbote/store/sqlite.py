@@ -56,12 +56,12 @@ from .types import (
     RecipientResult,
     StoreError,
 )
-from .types import DmarcEvaluation  # -- dmarc --
-from .types import ApiToken  # -- admin --
-from .types import SpamCounts  # -- spam --
+from .types import DmarcEvaluation
+from .types import ApiToken
+from .types import SpamCounts
 
 _DMARC_COLUMNS = ("received, source_ip, header_from, envelope_from, policy_domain, policy, disposition, "
-                  "result, dkim_aligned, spf_aligned, spf_domain, spf_result, dkim, override, rua")  # -- dmarc --
+                  "result, dkim_aligned, spf_aligned, spf_domain, spf_result, dkim, override, rua")
 
 T = TypeVar("T")
 J = TypeVar("J")
@@ -1304,7 +1304,7 @@ class SqliteStore(Store):
         self._durable = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store-fsync")
         self._commits: _GroupCommit[_DeliveryJob, list[DeliveryOutcome]] = _GroupCommit(
             lambda jobs: self._run_durable(SqliteDb.commit_deliveries, self.db, jobs))
-        self._attempts: _GroupCommit[tuple, bool] = _GroupCommit(  # -- outbound queue --
+        self._attempts: _GroupCommit[tuple, bool] = _GroupCommit(
             lambda attempts: self._run_durable(SqliteDb.record_outbound_attempts, self.db, attempts))
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -1387,7 +1387,7 @@ class SqliteStore(Store):
     changes_since = _offloaded(SqliteDb.changes_since)
     list_outbound = _offloaded(SqliteDb.list_outbound)
     collect_garbage = _offloaded(SqliteDb.collect_garbage)
-    async def record_outbound_attempt(self, entry_id: int, results: Sequence[RecipientResult],  # -- outbound queue --
+    async def record_outbound_attempt(self, entry_id: int, results: Sequence[RecipientResult],
                                       next_attempt: int, last_reply: str, delay_notified: bool = False) -> bool:
         return await self._attempts.submit((entry_id, tuple(results), next_attempt, last_reply, delay_notified))
 
