@@ -36,6 +36,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common import free_port, wait_for_port  # noqa: E402
+from postfix_peer import process_tree  # noqa: E402
+
+# postbote's worker processes (--workers); the peer uses every core as well.
+WORKERS = 1
 
 from postbote.store import DeliveryTarget  # noqa: E402
 from postbote.store.sqlite import SqliteStore  # noqa: E402
@@ -64,9 +68,13 @@ def make_message(account: int, n: int) -> bytes:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+    """Resident memory of the server: the process and its workers."""
+    total = 0.0
+    for member in process_tree(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    return total
     return 0.0
 
 
@@ -95,7 +103,7 @@ def start_postbote(root: Path, accounts: int, messages: int) -> tuple[subprocess
     config.write_text(f'domains = ["{DOMAIN}"]\n\n[listen]\nimap = ["127.0.0.1:{port}"]\n{off}\n\n'
                       '[limits]\nmax_connections = 30000\n\n[log]\nlevel = "warning"\n')
     proc = subprocess.Popen([sys.executable, "-m", "postbote", "serve", "--config", str(config),
-                             "--data-dir", str(data)], stdout=subprocess.DEVNULL,
+                             "--data-dir", str(data), "--workers", str(WORKERS)], stdout=subprocess.DEVNULL,
                             stderr=open(root / "postbote.log", "w"))
     wait_for_port(port, proc, "postbote")
     return proc, port
@@ -300,7 +308,12 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--idle", type=int, default=10000)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="postbote worker processes (default: one per core, as the peer uses them all)")
     args = parser.parse_args()
+    global WORKERS
+    WORKERS = args.workers
+    print(f"postbote workers: {WORKERS}")
     results: dict[str, tuple[float, Counter]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-imap-") as tmp:
         root = Path(tmp)

@@ -29,6 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import free_port, wait_for_port  # noqa: E402
 
+# postbote's worker processes (--workers); the peer uses every core as well.
+WORKERS = 1
+
 from postbote.accounts.passwords import hash_password
 from postbote.store import DeliveryTarget
 from postbote.store.sqlite import SqliteStore
@@ -73,7 +76,7 @@ def start_postbote(root: Path, clients: int, messages: int, size: int, password_
     config.write_text(f'domains = ["{DOMAIN}"]\n\n[listen]\npop3 = ["127.0.0.1:{port}"]\n{off}\n\n'
                       '[log]\nlevel = "warning"\n')
     proc = subprocess.Popen([sys.executable, "-m", "postbote", "serve", "--config", str(config),
-                             "--data-dir", str(data)], stdout=subprocess.DEVNULL, stderr=open(root / "postbote.log", "w"))
+                             "--data-dir", str(data), "--workers", str(WORKERS)], stdout=subprocess.DEVNULL, stderr=open(root / "postbote.log", "w"))
     wait_for_port(port, proc, "postbote")
     return proc, port
 
@@ -181,7 +184,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--messages", type=int, default=300, help="messages per account")
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="postbote worker processes (default: one per core, as the peer uses them all)")
     args = parser.parse_args()
+    global WORKERS
+    WORKERS = args.workers
+    print(f"postbote workers: {WORKERS}")
     password_hash = hash_password(PASSWORD)
     print(f"{args.clients} clients, {args.messages} messages per account, {args.seconds:g} s per run")
     print(f"{'size':>7} {'server':>9} {'msgs/s':>9} {'MB/s':>7}")
