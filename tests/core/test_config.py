@@ -76,3 +76,24 @@ def test_broken_config_stops_serve_with_exit_2_and_one_line(tmp_path):
     assert proc.stderr.strip().count("\n") == 0
     assert "limits.max_errors must be an integer" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_every_key_has_a_row_in_docs_config_md():
+    import dataclasses
+    from pathlib import Path
+
+    from postbote.config import Settings
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text()
+    missing = []
+
+    def walk(cls: type, section: str) -> None:
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if dataclasses.is_dataclass(default):
+                walk(type(default), f.name)
+            elif f"`{f.name}`" not in doc.split(f"## `[{section}]`")[-1 if section else 0]:
+                missing.append(f"{section}.{f.name}" if section else f.name)
+
+    walk(Settings, "")
+    assert missing == []
