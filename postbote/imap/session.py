@@ -476,7 +476,7 @@ class ImapSession:
             "MESSAGES": status.messages, "UIDNEXT": status.uidnext,
             "UIDVALIDITY": status.uidvalidity, "UNSEEN": status.unseen,
             "DELETED": status.deleted, "SIZE": status.size,
-            "HIGHESTMODSEQ": status.highestmodseq, "RECENT": 0,
+            "HIGHESTMODSEQ": status.highestmodseq, "RECENT": status.recent,
             "APPENDLIMIT": self.policy.append_limit,
         }
         if "HIGHESTMODSEQ" in items:

@@ -516,7 +516,7 @@ class SqliteDb:
         conn = self._read()
         conn.execute("BEGIN")  # one snapshot for all counters
         try:
-            mb = conn.execute("SELECT uidnext, uidvalidity, highestmodseq FROM mailboxes WHERE id = ?",
+            mb = conn.execute("SELECT uidnext, uidvalidity, highestmodseq, recent_uid FROM mailboxes WHERE id = ?",
                               (mailbox_id,)).fetchone()
             if mb is None:
                 raise NotFound("no such mailbox")
@@ -525,9 +525,11 @@ class SqliteDb:
                 " FROM messages WHERE mailbox_id = ?", (mailbox_id,)).fetchone()
             unseen = conn.execute("SELECT COUNT(*) FROM messages WHERE mailbox_id = ? AND (flags & 1) = 0",
                                   (mailbox_id,)).fetchone()[0]
+            recent = conn.execute("SELECT COUNT(*) FROM messages WHERE mailbox_id = ? AND uid >= ?",
+                                  (mailbox_id, mb[3])).fetchone()[0]
         finally:
             conn.execute("COMMIT")
-        return MailboxStatus(count, unseen, size, mb[0], mb[1], mb[2], deleted)
+        return MailboxStatus(count, unseen, size, mb[0], mb[1], mb[2], deleted, recent)
 
     def claim_recent(self, mailbox_id: int) -> int:
         with self._write() as conn:

@@ -124,6 +124,7 @@ class MailboxStatus:
     uidvalidity: int
     highestmodseq: int
     deleted: int = 0
+    recent: int = 0  # RFC 3501 \Recent: not yet claimed by a session that selected the mailbox
 
 
 @dataclass(frozen=True)

@@ -411,3 +411,15 @@ def test_close_expunges_silently_and_unselect_does_not(server, raw):
     assert client.command(b"CLOSE") == [b"t OK completed\r\n"]
     assert b"MESSAGES 1" in client.command(b"STATUS INBOX (MESSAGES)")[0]
     assert client.command(b"FETCH 1 FLAGS")[-1].startswith(b"t BAD [CLIENTBUG]")
+
+
+def test_status_recent_counts_messages_no_session_has_claimed_yet(server, connect):
+    deliver(server, USER, message("one"))
+    deliver(server, USER, message("two"))
+    watcher = connect()
+    assert b"(RECENT 2)" in watcher.status("INBOX", "(RECENT)")[1][0]
+    reader = connect()
+    reader.select("INBOX")  # RFC 3501 §2.3.2: this session now holds \Recent for both
+    assert b"(RECENT 0)" in watcher.status("INBOX", "(RECENT)")[1][0]
+    deliver(server, USER, message("three"))
+    assert b"(RECENT 1)" in watcher.status("INBOX", "(RECENT)")[1][0]
