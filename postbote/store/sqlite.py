@@ -1006,9 +1006,15 @@ class SqliteDb:
         return (row[0], row[1]) if row else (0, 0)
 
     def spam_record_verdict(self, account_ids: Sequence[int], sender: str, spam: bool, now: int) -> None:
+        self.spam_record_verdicts([(account_ids, sender, spam, now)])
+
+    def spam_record_verdicts(self, verdicts: Sequence[tuple[Sequence[int], str, bool, int]]) -> list[None]:
+        """Many verdicts in one transaction (the store group-commits them)."""
         with self._write(durable=False) as conn:  # filter statistics, not mail
-            for account_id in dict.fromkeys(account_ids):
-                _reputation(conn, account_id, sender, spam, now)
+            for account_ids, sender, spam, now in verdicts:
+                for account_id in dict.fromkeys(account_ids):
+                    _reputation(conn, account_id, sender, spam, now)
+        return [None] * len(verdicts)
 
     def greylist_touch(self, triplet: str, now: int, restart_before: int = 0) -> tuple[int, int]:
         with self._write() as conn:
@@ -1306,6 +1312,8 @@ class SqliteStore(Store):
         self._durable = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store-fsync")
         self._commits: _GroupCommit[_DeliveryJob, list[DeliveryOutcome]] = _GroupCommit(
             lambda jobs: self._run_durable(SqliteDb.commit_deliveries, self.db, jobs))
+        self._verdicts: _GroupCommit[tuple, None] = _GroupCommit(
+            lambda verdicts: self._run(SqliteDb.spam_record_verdicts, self.db, verdicts))
         self._attempts: _GroupCommit[tuple, bool] = _GroupCommit(
             lambda attempts: self._run_durable(SqliteDb.record_outbound_attempts, self.db, attempts))
 
@@ -1410,7 +1418,10 @@ class SqliteStore(Store):
     spam_counts = _offloaded(SqliteDb.spam_counts)
     spam_learn = _offloaded(SqliteDb.spam_learn)
     spam_reputation = _offloaded(SqliteDb.spam_reputation)
-    spam_record_verdict = _offloaded(SqliteDb.spam_record_verdict)
+
+    async def spam_record_verdict(self, account_ids: Sequence[int], sender: str, spam: bool, now: int) -> None:
+        await self._verdicts.submit((tuple(account_ids), sender, spam, now))
+
     greylist_touch = _offloaded(SqliteDb.greylist_touch)
     greylist_pass = _offloaded(SqliteDb.greylist_pass)
     greylist_expire = _offloaded(SqliteDb.greylist_expire)
