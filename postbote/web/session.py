@@ -30,15 +30,20 @@ def load_key(data_dir: Path) -> bytes:
     except (OSError, ValueError):
         pass
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A temporary name of this process's own: two workers starting at once
+    # must never write into (or remove) each other's file.
+    tmp = path.with_name(f"session.key.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_hex(32))
+        f.flush()
+        os.fsync(f.fileno())
     try:
         os.link(tmp, path)  # first writer wins: two processes starting at once agree on one key
     except FileExistsError:
         pass
-    tmp.unlink(missing_ok=True)
+    finally:
+        tmp.unlink(missing_ok=True)
     return bytes.fromhex(path.read_text().strip())
 
 

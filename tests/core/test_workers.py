@@ -62,6 +62,7 @@ def test_serve_with_two_workers_delivers_and_stops_cleanly(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
-    assert proc.returncode == 0
     log = serve_log(config)
-    assert log.count("msg=\"worker started\"") == 2 and "Traceback" not in log
+    assert proc.returncode == 0, log
+    assert "worker died" not in log and "Traceback" not in log, log
+    assert log.count("msg=\"worker started\"") == 2, log
