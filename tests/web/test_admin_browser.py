@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,6 +58,22 @@ def browser() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def _retry_if_replaced(action: Any, attempts: int = 3) -> Any:
+    """Run ``action`` again when Chromium says the element's document was just
+    replaced (a page still finishing its load when the test looks at it)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    for attempt in range(attempts):
+        try:
+            return action()
+        except (StaleElementReferenceException, WebDriverException) as exc:
+            replaced = isinstance(exc, StaleElementReferenceException) or "does not belong to the document" in str(exc)
+            if not replaced or attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+    return None
+
+
 class Page:
     """A few verbs over the driver, named after what a person does."""
 
@@ -70,9 +87,12 @@ class Page:
     def fill(self, field_id: str, value: str) -> "Page":
         from selenium.webdriver.common.by import By
 
-        el = self.d.find_element(By.ID, field_id)
-        el.clear()
-        el.send_keys(value)
+        def type_in() -> None:
+            el = self.d.find_element(By.ID, field_id)
+            el.clear()
+            el.send_keys(value)
+
+        _retry_if_replaced(type_in)
         return self
 
     def click(self, element_id: str) -> "Page":
@@ -101,7 +121,7 @@ class Page:
     def text(self, element_id: str = "main") -> str:
         from selenium.webdriver.common.by import By
 
-        return self.d.find_element(By.ID, element_id).text
+        return _retry_if_replaced(lambda: self.d.find_element(By.ID, element_id).text)
 
     def has(self, element_id: str) -> bool:
         from selenium.webdriver.common.by import By
