@@ -21,7 +21,6 @@ import asyncio
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common import free_port, wait_for_port  # noqa: E402
+import dovecot_peer  # noqa: E402
 from postfix_peer import process_tree  # noqa: E402
 
 # postbote's worker processes (--workers); the peer uses every core as well.
@@ -110,58 +110,8 @@ def start_postbote(root: Path, accounts: int, messages: int) -> tuple[subprocess
 
 
 def start_dovecot(root: Path, accounts: int, messages: int) -> tuple[subprocess.Popen, int]:
-    if shutil.which("dovecot") is None or not Path("/usr/lib/dovecot/imap").exists():
-        raise SystemExit("dovecot-imapd is not installed: run scripts/install-test-deps.sh")
-    top = root / "dovecot"
-    for i, address in enumerate(users(accounts)):
-        cur = top / "mail" / address / "cur"
-        cur.mkdir(parents=True)
-        for sub in ("new", "tmp"):
-            (cur.parent / sub).mkdir()
-        for n in range(messages):
-            (cur / f"{1700000000 + n}.M{n}P{i}.bench:2,").write_bytes(make_message(i, n))
-    (top / "passwd").write_text("".join(f"{a}:{{ARGON2ID}}{PASSWORD_HASH}\n" for a in users(accounts)))
-    for sub in ("run", "state"):
-        (top / sub).mkdir()
-    subprocess.run(["chown", "-R", "nobody:nogroup", str(top / "mail")], check=True)
-    port = free_port()
-    conf = top / "dovecot.conf"
-    conf.write_text(f"""\
-base_dir = {top}/run
-state_dir = {top}/state
-log_path = {top}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-mail_location = maildir:{top}/mail/%u
-mail_fsync = always
-passdb {{
-  driver = passwd-file
-  args = {top}/passwd
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home={top}/mail/%u
-}}
-service imap-login {{
-  inet_listener imap {{
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-  process_limit = 2000
-}}
-service imap {{
-  process_limit = 2000
-}}
-""")
-    proc = subprocess.Popen(["dovecot", "-F", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=open(top / "stderr.log", "w"))
-    wait_for_port(port, proc, "dovecot")
-    return proc, port
+    mailboxes = {address: [make_message(i, n) for n in range(messages)] for i, address in enumerate(users(accounts))}
+    return dovecot_peer.start_dovecot(root, "imap", mailboxes, PASSWORD_HASH)
 
 
 def stop(proc: subprocess.Popen) -> None:

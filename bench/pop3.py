@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import dovecot_peer  # noqa: E402
 from common import free_port, wait_for_port  # noqa: E402
 
 # postbote's worker processes (--workers); the peer uses every core as well.
@@ -85,53 +86,8 @@ def start_postbote(root: Path, clients: int, messages: int, size: int, password_
 
 
 def start_dovecot(root: Path, clients: int, messages: int, size: int, password_hash: str) -> tuple[subprocess.Popen, int]:
-    if shutil.which("dovecot") is None:
-        raise SystemExit("dovecot is not installed: run bench/pop3_setup.sh")
-    top = root / "dovecot"
-    for i, address in enumerate(users(clients)):
-        cur = top / "mail" / address / "cur"
-        cur.mkdir(parents=True)
-        for sub in ("new", "tmp"):
-            (cur.parent / sub).mkdir()
-        for n in range(messages):
-            (cur / f"{1700000000 + n}.M{n}P{i}.bench:2,").write_bytes(make_message(i, n, size))
-    (top / "passwd").write_text("".join(f"{a}:{{ARGON2ID}}{password_hash}\n" for a in users(clients)))
-    for sub in ("run", "state"):
-        (top / sub).mkdir()
-    subprocess.run(["chown", "-R", "nobody:nogroup", str(top / "mail")], check=True)
-    port = free_port()
-    conf = top / "dovecot.conf"
-    conf.write_text(f"""\
-base_dir = {top}/run
-state_dir = {top}/state
-log_path = {top}/dovecot.log
-protocols = pop3
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-mail_location = maildir:{top}/mail/%u
-passdb {{
-  driver = passwd-file
-  args = {top}/passwd
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home={top}/mail/%u
-}}
-service pop3-login {{
-  inet_listener pop3 {{
-    port = {port}
-  }}
-  inet_listener pop3s {{
-    port = 0
-  }}
-}}
-""")
-    proc = subprocess.Popen(["dovecot", "-F", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=open(top / "stderr.log", "w"))
-    wait_for_port(port, proc, "dovecot")
-    return proc, port
+    mailboxes = {address: [make_message(i, n, size) for n in range(messages)] for i, address in enumerate(users(clients))}
+    return dovecot_peer.start_dovecot(root, "pop3", mailboxes, password_hash)
 
 
 # --- clients ----------------------------------------------------------------------------------
