@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import typing
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -102,22 +103,7 @@ search_keys = st.recursive(
 search_programs = st.lists(search_keys, min_size=1, max_size=3).map(tuple)
 
 parts = st.lists(numbers, max_size=3).map(tuple)
-SIMPLE_FETCH_NAMES = [
-    "ENVELOPE",
-    "FLAGS",
-    "INTERNALDATE",
-    "RFC822",
-    "RFC822.HEADER",
-    "RFC822.SIZE",
-    "RFC822.TEXT",
-    "BODY",
-    "BODYSTRUCTURE",
-    "UID",
-    "MODSEQ",
-    "SAVEDATE",
-    "EMAILID",
-    "THREADID",
-]
+SIMPLE_FETCH_NAMES = list(typing.get_args(c.SimpleFetchName))
 partials = st.one_of(st.none(), st.builds(c.Partial, numbers64, nz_numbers64))
 
 
