@@ -10,8 +10,9 @@ import hashlib
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
+
+from tests.peers import wait_until_ready
 
 # The EICAR anti-virus test file, assembled at run time so this source file itself is not "infected".
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -40,15 +41,12 @@ class Clamd:
             f"TemporaryDirectory {self.folder}\nStreamMaxLength 10M\n")
         self.proc = subprocess.Popen([CLAMD, "--config-file", str(config)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"clamd exited: {self.proc.stderr.read().decode(errors='replace')[-2000:]}")
-            if self._ping():
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("clamd did not start in time")
+        try:
+            wait_until_ready(self.proc, self._ping, "clamd", timeout, interval=0.1)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def _ping(self) -> bool:
         try:

@@ -13,8 +13,9 @@ import pwd
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
+
+from tests.peers import wait_until_ready
 
 RSPAMD = shutil.which("rspamd") or "/usr/bin/rspamd"
 
@@ -72,15 +73,12 @@ lua = "{self.folder / 'rules.lua'}";
         user, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
         self.proc = subprocess.Popen([RSPAMD, "-f", "-u", user, "-g", group, "--insecure", "-c", str(config)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.folder)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"rspamd exited: {self.proc.stderr.read().decode(errors='replace')[-2000:]}")
-            if self._ping():
-                return self
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("rspamd did not start in time")
+        try:
+            wait_until_ready(self.proc, self._ping, "rspamd", timeout, interval=0.2)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def _ping(self) -> bool:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)  # no proxy, unlike urllib
