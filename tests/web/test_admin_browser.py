@@ -98,25 +98,46 @@ class Page:
     def click(self, element_id: str) -> "Page":
         from selenium.webdriver.common.by import By
 
-        return self._navigate(self.d.find_element(By.ID, element_id))
+        return self._navigate(lambda: self.d.find_element(By.ID, element_id))
 
     def press(self, label: str) -> "Page":
         from selenium.webdriver.common.by import By
 
-        return self._navigate(self.d.find_element(By.CSS_SELECTOR, f'button[aria-label="{label}"]'))
+        return self._navigate(lambda: self.d.find_element(By.CSS_SELECTOR, f'button[aria-label="{label}"]'))
 
-    def _navigate(self, element: Any) -> "Page":
-        """Click, then wait for the next page: every button and link here loads one."""
-        from selenium.webdriver.common.by import By
-        from selenium.webdriver.support import expected_conditions
+    def _navigate(self, find: Any) -> "Page":
+        """Click, then wait for the next page: every button and link here loads one.
+
+        The old page is marked with a window property rather than remembered by an
+        element reference: a reference into a document Chromium is replacing can
+        fail in more ways than "stale", while a new document simply lacks the mark.
+        """
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.support.wait import WebDriverWait
 
-        old = self.d.find_element(By.TAG_NAME, "html")
-        element.click()
-        WebDriverWait(self.d, 30).until(expected_conditions.staleness_of(old))
-        WebDriverWait(self.d, 30).until(lambda d: d.execute_script("return document.readyState") == "complete"
-                                        and d.execute_script("return !!document.getElementById('main')"))
+        self.d.execute_script("window.postboteOldPage = true")
+        for attempt in range(3):
+            try:
+                find().click()
+                break
+            except WebDriverException:
+                # Only click again if the click did not start a navigation.
+                if attempt == 2 or not self._still_on_old_page():
+                    break
+                time.sleep(0.2)
+        WebDriverWait(self.d, 30, ignored_exceptions=(WebDriverException,)).until(
+            lambda d: d.execute_script(
+                "return !window.postboteOldPage && document.readyState === 'complete'"
+                " && !!document.getElementById('main')"))
         return self
+
+    def _still_on_old_page(self) -> bool:
+        from selenium.common.exceptions import WebDriverException
+
+        try:
+            return bool(self.d.execute_script("return !!window.postboteOldPage"))
+        except WebDriverException:
+            return False
 
     def text(self, element_id: str = "main") -> str:
         from selenium.webdriver.common.by import By
@@ -146,7 +167,7 @@ class Page:
 
         buttons = self.d.find_elements(By.CSS_SELECTOR, 'form[action="/admin/logout"] button')
         if buttons:
-            self._navigate(buttons[0])
+            self._navigate(lambda: buttons[0])
             assert self.path == "/admin/login"
         self.d.delete_all_cookies()
 
