@@ -110,7 +110,7 @@ class ClamavFilter:
 
     async def _chunks(self, ctx: MessageContext) -> list[bytes]:
         """The message in INSTREAM-sized chunks (read off the loop; at most max_size in memory)."""
-        whole = await asyncio.get_running_loop().run_in_executor(self.executor, ctx.read)
+        whole = await ctx.content(self.executor)
         return [whole[i:i + CHUNK] for i in range(0, len(whole), CHUNK)] or [b""]
 
     def _unscanned(self, ctx: MessageContext, reason: str) -> FilterResult:

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 
 from postbote.config import GreylistSettings
-from postbote.delivery.recipients import Resolved, resolve
 from postbote.filters.pipeline import Action, FilterResult, MessageContext
 from postbote.filters.spam.scoring import read_auth_results
 from postbote.log import event
@@ -89,16 +88,12 @@ class GreylistFilter:
 
     async def _known_sender(self, ctx: MessageContext) -> bool:
         """Every recipient account has had ham from this sender before."""
-        if not ctx.sender:
+        if not ctx.sender or len(ctx.recipient_accounts) != len(ctx.recipients) or not all(ctx.recipient_accounts):
             return False
-        for rcpt in ctx.recipients:
-            found = await resolve(self.store, rcpt)
-            if not isinstance(found, Resolved) or not found.accounts:
+        for account_id in ctx.account_ids:
+            _, ham = await self.store.spam_reputation(account_id, ctx.sender.lower())
+            if ham == 0:
                 return False
-            for account in found.accounts:
-                _, ham = await self.store.spam_reputation(account.id, ctx.sender.lower())
-                if ham == 0:
-                    return False
         return True
 
     async def _expire(self, now: int) -> None:

@@ -11,8 +11,10 @@ fields, so the message is copied at most once whatever the number of filters.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import os
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -54,12 +56,20 @@ class MessageContext:
     spool_path: Path | None
     # Outside addresses that local aliases forward this message to (for ARC sealing).
     forwarded: tuple[str, ...] = ()
+    # For each recipient, the local accounts it resolved to at RCPT (none: only
+    # outside addresses), so filters need not look them up again.
+    recipient_accounts: tuple[tuple[int, ...], ...] = ()
     authenticated_user: str | None = None
     tls: str = ""
     trace_length: int = 0  # octets of our own trace fields at the top of the spool
     added: bytes = b""  # header fields earlier filters added (not yet in the spool)
     notes: dict[str, object] = field(default_factory=dict)  # results one filter leaves for the next
     message: bytes | None = None
+
+    @property
+    def account_ids(self) -> tuple[int, ...]:
+        """Every local account that gets the message, once."""
+        return tuple(dict.fromkeys(a for accounts in self.recipient_accounts for a in accounts))
 
     @property
     def outgoing(self) -> bool:
@@ -75,6 +85,13 @@ class MessageContext:
         with open(self.spool_path, "rb") as f:
             f.seek(self.trace_length)
             return self.added + f.read()
+
+    async def content(self, executor: Executor | None = None) -> bytes:
+        """``read`` without a thread hop when the message is in memory: the hop
+        would cost more than the copy."""
+        if self.message is not None:
+            return self.read()
+        return await asyncio.get_running_loop().run_in_executor(executor, self.read)
 
     def read_head(self, limit: int = 256 * 1024) -> bytes:
         """Like ``read`` but at most ``limit`` octets of the original: enough for the header."""

@@ -132,7 +132,7 @@ class RspamdFilter:
     async def check(self, ctx: MessageContext) -> FilterResult:
         if not self.settings.enabled or ctx.outgoing:
             return FilterResult()
-        message = await asyncio.get_running_loop().run_in_executor(self.executor, ctx.read)
+        message = await ctx.content(self.executor)
         try:
             verdict = await check_message(self.settings.url, message, request_headers(ctx, self.settings.password),
                                           self.settings.timeout)

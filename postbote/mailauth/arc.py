@@ -20,25 +20,24 @@ import dkim
 
 from postbote.dns import TempFailure
 
-from .dkim_verify import MIN_RSA_BITS, fetch_keys, key_dnsfunc, signature_fields
+from .dkim_verify import MIN_RSA_BITS, fetch_keys, find_signatures, key_dnsfunc
 from .keys import SigningKey
 from .lookup import Lookup
 from .results import ArcOutcome
 
 
 async def verify_arc(message: bytes, dns: Lookup, executor: Executor | None = None) -> ArcOutcome:
-    loop = asyncio.get_running_loop()
-    seals = await loop.run_in_executor(executor, signature_fields, message, b"arc-seal")
+    seals = await find_signatures(message, b"arc-seal", executor)
     if not seals:
         return ArcOutcome("none")
-    signatures = await loop.run_in_executor(executor, signature_fields, message, b"arc-message-signature")
+    signatures = await find_signatures(message, b"arc-message-signature", executor)
     names = {s.key_name for s in seals + signatures if s.tags is not None}
     keys = await fetch_keys(dns, names)
     failed = [n for n, k in keys.items() if isinstance(k, TempFailure)]
     if failed:
         # RFC 8617 has no temperror; a chain we could not check is not a pass.
         return ArcOutcome("fail", reason=f"key lookup failed: {failed[0]}")
-    return await loop.run_in_executor(executor, _verify, message, keys)
+    return await asyncio.get_running_loop().run_in_executor(executor, _verify, message, keys)
 
 
 def _verify(message: bytes, keys: dict) -> ArcOutcome:

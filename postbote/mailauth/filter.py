@@ -80,8 +80,7 @@ class MailAuthFilter:
         # LMTP comes from the MTA in front of us, which did these checks against the real client.
         if ctx.outgoing or ctx.service == "lmtp" or not self.settings.enabled:
             return FilterResult()
-        loop = asyncio.get_running_loop()
-        whole = await loop.run_in_executor(self.executor, ctx.read)
+        whole = await ctx.content(self.executor)
         message = whole[len(ctx.added):]  # what the sender sent: DKIM and ARC sign that
         fields = header_fields(message)
         verdict = await self.authenticate(ctx, message, fields)

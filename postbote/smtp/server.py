@@ -439,6 +439,7 @@ class SmtpSession:
             helo=self.core.helo.name if self.core.helo else "", sender=tx.sender.address,
             recipients=tuple(r.address for r in tx.recipients), spool_path=tx.spool_path,
             forwarded=tuple(a for r in tx.recipients for a in r.remote if a != r.address),
+            recipient_accounts=tuple(r.accounts for r in tx.recipients),
             authenticated_user=self.account.account.address if self.account else None,
             tls=describe(self.writer.get_extra_info("ssl_object")), trace_length=len(tx.trace),
             message=bytes(tx.buffer) if in_memory else None)

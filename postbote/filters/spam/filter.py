@@ -20,7 +20,6 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
 from postbote.config import SpamSettings
-from postbote.delivery.recipients import Resolved, resolve
 from postbote.filters.pipeline import Action, FilterResult, MessageContext, header_fields
 from postbote.log import event
 from postbote.mail.message import parse_message
@@ -53,7 +52,7 @@ def analyse(whole: bytes, added_length: int) -> Analysis:
     fields = header_fields(message)
     forged = tuple(i for i, f in enumerate(fields) if f.split(b":", 1)[0].strip().lower() in _OUR_FIELDS)
     parsed = parse_message(message)
-    return Analysis(tuple(tokenize(message)), tuple(header_rules(parsed, utcnow())),
+    return Analysis(tuple(tokenize(message, parsed)), tuple(header_rules(parsed, utcnow())),
                     read_auth_results(whole[:added_length]), forged)
 
 
@@ -73,10 +72,9 @@ class SpamFilter:
     async def check(self, ctx: MessageContext) -> FilterResult:
         if not self.settings.enabled or (ctx.outgoing and not self.settings.check_outgoing):
             return FilterResult()
-        loop = asyncio.get_running_loop()
-        whole = await loop.run_in_executor(self.executor, ctx.read)
-        facts = await loop.run_in_executor(self.executor, analyse, whole, len(ctx.added))
-        accounts = await self._accounts(ctx)
+        whole = await ctx.content(self.executor)
+        facts = await asyncio.get_running_loop().run_in_executor(self.executor, analyse, whole, len(ctx.added))
+        accounts = ctx.account_ids
         verdict = await self._verdict(ctx, facts, accounts)
         if ctx.outgoing:  # our own users' mail is only labelled, never refused or junked here
             verdict = replace(verdict, action=Action.ACCEPT)
@@ -90,14 +88,6 @@ class SpamFilter:
                                 text=f"message refused as spam (score {verdict.score:.1f})")
         prepend = status_headers(verdict, self.settings) if self.settings.add_headers else b""
         return FilterResult(prepend=prepend, action=verdict.action, remove_headers=facts.forged)
-
-    async def _accounts(self, ctx: MessageContext) -> tuple[int, ...]:
-        ids: dict[int, None] = {}
-        for rcpt in ctx.recipients:
-            found = await resolve(self.store, rcpt)
-            if isinstance(found, Resolved):
-                ids.update((a.id, None) for a in found.accounts)
-        return tuple(ids)
 
     async def _verdict(self, ctx: MessageContext, facts: Analysis, accounts: tuple[int, ...]) -> Verdict:
         listed, allowed = await self._dns_lists(ctx)

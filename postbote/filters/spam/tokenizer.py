@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from postbote.mail.message import parse_message
+from postbote.mail.message import ParsedMessage, parse_message
 
 MAX_TOKENS = 3000
 BODY_CHARS = 100_000
@@ -36,9 +36,13 @@ _OURS = ("return-path", "received-spf", "authentication-results", "x-spam-status
 RECEIVED_HOSTS = 6  # per Received field: the relays' names and addresses
 
 
-def tokenize(raw: bytes) -> list[str]:
-    """The distinct tokens of a message (at most ``MAX_TOKENS``). Never raises on odd mail."""
-    msg = parse_message(raw)
+def tokenize(raw: bytes, msg: ParsedMessage | None = None) -> list[str]:
+    """The distinct tokens of a message (at most ``MAX_TOKENS``). Never raises on odd mail.
+
+    ``msg`` is ``raw`` already parsed, when the caller has it: parsing is a good part of the cost.
+    """
+    if msg is None:
+        msg = parse_message(raw)
     tokens: dict[str, None] = {}
     for name, value in msg.headers:
         _header_tokens(name.lower(), value, tokens)
@@ -55,11 +59,13 @@ def tokenize(raw: bytes) -> list[str]:
         if charset:
             tokens["charset:" + charset.lower()[:30]] = None
     text = msg.search_text(BODY_CHARS, raw)
-    _word_tokens(text, "", tokens)
+    # The body's words are found once: all of them are tokens, the first BIGRAM_CHARS' also pairs.
+    head = _words(text[:BIGRAM_CHARS])
+    _add(tokens, _word_candidates(head + _words(text[BIGRAM_CHARS:]), ""))
     for host in _URL.findall(raw[:1_000_000]):
         _url_tokens(host.decode("ascii").lower().rstrip("."), tokens)
     _html_tokens(raw[:BODY_CHARS * 3], tokens)
-    _bigram_tokens(text[:BIGRAM_CHARS], tokens)  # last: they fill what room is left
+    _bigram_tokens(head, tokens)  # last: they fill what room is left
     return list(tokens)[:MAX_TOKENS]
 
 
@@ -76,7 +82,7 @@ def _header_tokens(name: str, value: str, tokens: dict[str, None]) -> None:
         return
     tokens["hdr:" + name[:40]] = None
     if name in _WORDY_FIELDS:
-        _word_tokens(value.lower(), name + ":", tokens)
+        _add(tokens, _word_candidates(_words(value.lower()), name + ":"))
         for address in re.findall(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)", value):
             tokens[f"{name}:domain:{address.lower()}"] = None
     elif name == "message-id":
@@ -85,27 +91,35 @@ def _header_tokens(name: str, value: str, tokens: dict[str, None]) -> None:
             tokens["message-id:" + value[at + 1:].strip(" >").lower()[:60]] = None
 
 
-def _word_tokens(text: str, prefix: str, tokens: dict[str, None]) -> None:
-    for match in _WORD.finditer(text):
-        word = match.group().lower()
-        if len(word) < 3:
-            continue
-        if len(word) > 20:
-            # A long "word" is mostly noise (base64, hashes); its first char and length class are a clue.
-            tokens[f"{prefix}skip:{word[0]} {len(word) // 10 * 10}"] = None
-        else:
-            tokens[prefix + word] = None
-        if len(tokens) >= MAX_TOKENS:
-            return
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
 
 
-def _bigram_tokens(text: str, tokens: dict[str, None]) -> None:
+def _word_candidates(words: list[str], prefix: str) -> list[str]:
+    # Whole-list comprehensions rather than a loop per word: this is the filter's hottest path.
+    return [prefix + w if len(w) <= 20 else _long_word(prefix, w) for w in words if len(w) >= 3]
+
+
+def _long_word(prefix: str, word: str) -> str:
+    """A long "word" is mostly noise (base64, hashes); its first char and length class are a clue."""
+    return f"{prefix}skip:{word[0]} {len(word) // 10 * 10}"
+
+
+def _bigram_tokens(words: list[str], tokens: dict[str, None]) -> None:
     """Pairs of neighbouring body words: "click here" says more than "click" and "here"."""
-    words = [w.lower() for w in _WORD.findall(text) if 3 <= len(w) <= 20]
-    for first, second in zip(words, words[1:]):
+    words = [w for w in words if 3 <= len(w) <= 20]
+    _add(tokens, [f"bi:{first} {second}" for first, second in zip(words, words[1:])])
+
+
+def _add(tokens: dict[str, None], candidates: list[str]) -> None:
+    """Add ``candidates`` in order until ``tokens`` holds ``MAX_TOKENS``."""
+    if len(tokens) + len(candidates) <= MAX_TOKENS:
+        tokens.update(dict.fromkeys(candidates))
+        return
+    for token in candidates:
         if len(tokens) >= MAX_TOKENS:
             return
-        tokens[f"bi:{first} {second}"] = None
+        tokens[token] = None
 
 
 def _html_tokens(raw: bytes, tokens: dict[str, None]) -> None:
