@@ -17,6 +17,7 @@ import os
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import BinaryIO, Protocol
 
 
@@ -39,6 +40,9 @@ class FilterResult:
     # after our trace fields, as ``header_fields`` splits them), e.g. forged
     # Authentication-Results claiming our authserv-id (RFC 8601 §5).
     remove_headers: tuple[int, ...] = ()
+    # Work to do only once the message is committed (e.g. remembering a verdict):
+    # a message refused or deferred by a later filter, and sent again, must not count twice.
+    on_delivered: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -123,11 +127,18 @@ class PipelineResult:
     prepended: bytes
     refusal: FilterResult | None = None
     removed: tuple[int, ...] = ()  # numbers of the sender's header fields to drop
+    on_delivered: tuple[Callable[[], Awaitable[None]], ...] = ()
+
+    async def delivered(self) -> None:
+        """Run the filters' after-commit work; call once the message is durable."""
+        for hook in self.on_delivered:
+            await hook()
 
 
 async def run_filters(filters: list[MessageFilter], ctx: MessageContext) -> PipelineResult:
     prepend = b""
     remove: set[int] = set()
+    hooks: list[Callable[[], Awaitable[None]]] = []
     action = Action.ACCEPT
     for f in filters:
         ctx.added = prepend
@@ -138,7 +149,9 @@ async def run_filters(filters: list[MessageFilter], ctx: MessageContext) -> Pipe
             return PipelineResult(result.action, prepend, result, tuple(sorted(remove)))
         if result.action is Action.JUNK:
             action = Action.JUNK
-    return PipelineResult(action, prepend, None, tuple(sorted(remove)))
+        if result.on_delivered is not None:
+            hooks.append(result.on_delivered)
+    return PipelineResult(action, prepend, None, tuple(sorted(remove)), tuple(hooks))
 
 
 def header_fields(data: bytes) -> list[bytes]:

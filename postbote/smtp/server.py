@@ -411,6 +411,8 @@ class SmtpSession:
                                                        mailbox=mailbox)
         finally:
             self._discard_spool(tx)
+        if any(isinstance(o, Accepted) for o in outcomes):
+            await verdict.delivered()
         self.messages += sum(isinstance(o, Accepted) for o in outcomes)
         event(log, "message", session=self.conn.id, queue_id=tx.queue_id, sender=tx.sender.address,
               rcpts=len(tx.recipients), accepted=sum(isinstance(o, Accepted) for o in outcomes))

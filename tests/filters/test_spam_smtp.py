@@ -138,3 +138,30 @@ def test_disabled_filter_adds_nothing(make_mx):
     mx = make_mx(spam={"enabled": False})
     send(mx, SPAMMY)
     assert not header(stored(mx)[0], b"X-Spam-Status")
+
+
+def _reputation(mx, sender: str) -> tuple[int, int]:
+    account = mx.run(mx.app.store.get_account(USER))
+    return mx.run(mx.app.store.spam_reputation(account.id, sender))
+
+
+def test_a_delivered_message_counts_once_in_the_senders_reputation(make_mx):
+    mx = make_mx()
+    send(mx, message(), sender="someone@example.org")
+    assert sum(_reputation(mx, "someone@example.org")) == 1
+
+
+def test_a_message_the_virus_scanner_defers_leaves_no_reputation(make_mx):
+    import socket
+
+    from postbote.config import ClamavSettings
+
+    with socket.socket() as closed:  # a port nobody listens on: the virus scanner is "down"
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    mx = make_mx(clamav=ClamavSettings(enabled=True, address=f"tcp:127.0.0.1:{port}", timeout=2))
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        send(mx, SPAMMY, sender="someone@example.org")
+    assert refused.value.smtp_code == 451
+    # The sender will try again; counting this attempt too would count the message twice.
+    assert _reputation(mx, "someone@example.org") == (0, 0)

@@ -13,6 +13,7 @@ sender's reputation with each recipient.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -79,15 +80,17 @@ class SpamFilter:
         if ctx.outgoing:  # our own users' mail is only labelled, never refused or junked here
             verdict = replace(verdict, action=Action.ACCEPT)
         ctx.notes["spam"] = verdict
-        await self._remember(ctx, accounts, verdict)
         event(log, "spam verdict", logging.INFO if verdict.spam else logging.DEBUG, queue_id=ctx.queue_id,
               score=verdict.score, action=verdict.action.value,
               tests=",".join(f"{n}={p:g}" for n, p in verdict.rules) or "none")
+        remember = functools.partial(self._remember, ctx, accounts, verdict)
         if verdict.action is Action.REJECT:
+            await remember()  # a final refusal: the sender will not send this again
             return FilterResult(action=Action.REJECT, code=550, status="5.7.1",
                                 text=f"message refused as spam (score {verdict.score:.1f})")
         prepend = status_headers(verdict, self.settings) if self.settings.add_headers else b""
-        return FilterResult(prepend=prepend, action=verdict.action, remove_headers=facts.forged)
+        return FilterResult(prepend=prepend, action=verdict.action, remove_headers=facts.forged,
+                            on_delivered=remember)
 
     async def _verdict(self, ctx: MessageContext, facts: Analysis, accounts: tuple[int, ...]) -> Verdict:
         listed, allowed = await self._dns_lists(ctx)
