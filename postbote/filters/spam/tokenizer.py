@@ -59,9 +59,16 @@ def tokenize(raw: bytes, msg: ParsedMessage | None = None) -> list[str]:
         if charset:
             tokens["charset:" + charset.lower()[:30]] = None
     text = msg.search_text(BODY_CHARS, raw)
-    # The body's words are found once: all of them are tokens, the first BIGRAM_CHARS' also pairs.
-    head = _words(text[:BIGRAM_CHARS])
-    _add(tokens, _word_candidates(head + _words(text[BIGRAM_CHARS:]), ""))
+    # The body's words are found once: all of them are tokens, the first BIGRAM_CHARS' also
+    # pairs. Words never span white space, so cutting there keeps every word whole; the
+    # rest goes in chunks, and once the token set is full no more words need finding.
+    head = _words(text[:_cut(text, BIGRAM_CHARS)])
+    _add(tokens, _word_candidates(head, ""))
+    start = _cut(text, BIGRAM_CHARS)
+    while start < len(text) and len(tokens) < MAX_TOKENS:
+        end = _cut(text, start + BIGRAM_CHARS)
+        _add(tokens, _word_candidates(_words(text[start:end]), ""))
+        start = end
     for host in _URL.findall(raw[:1_000_000]):
         _url_tokens(host.decode("ascii").lower().rstrip("."), tokens)
     _html_tokens(raw[:BODY_CHARS * 3], tokens)
@@ -89,6 +96,14 @@ def _header_tokens(name: str, value: str, tokens: dict[str, None]) -> None:
         at = value.rfind("@")
         if at >= 0:
             tokens["message-id:" + value[at + 1:].strip(" >").lower()[:60]] = None
+
+
+def _cut(text: str, limit: int) -> int:
+    """Where to cut ``text`` near ``limit`` without cutting a word: after the last white space."""
+    if limit >= len(text):
+        return len(text)
+    space = max(text.rfind(" ", 0, limit), text.rfind("\n", 0, limit))
+    return space + 1 if space > 0 else limit
 
 
 def _words(text: str) -> list[str]:
