@@ -191,8 +191,9 @@ class SmtpSession:
                     self.writer.write(_raw(R.CLOSING))
                     break
                 try:
-                    data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(timeout):  # no extra task per read, unlike wait_for
+                        data = await self.reader.read(READ_SIZE)
+                except TimeoutError:
                     self.writer.write(_raw(TIMEOUT))
                     break
                 if not data and self.stop_requested:
@@ -219,18 +220,25 @@ class SmtpSession:
             self.reader.feed_eof()
 
     async def _handle_events(self) -> None:
+        """Answer what one read brought; the replies go out together, in one write,
+        before the next read (RFC 2920 §3.1: a pipelining client waits for them)."""
+        replies = bytearray()
         for ev in self.core.events():
             if isinstance(ev, Answered):
-                self.writer.write(ev.data)
+                replies += ev.data
             elif isinstance(ev, (DataChunk, BdatChunk)):
                 self._spool_write(ev.data)
             elif isinstance(ev, ConnectionClosed):
                 self._discard_spool()
             else:
                 reply = await self._answer(ev)
-                self.writer.write(self.core.send(reply))
+                replies += self.core.send(reply)
                 if isinstance(ev, StartTls) and reply.code == 220:
+                    self.writer.write(bytes(replies))  # the 220 must precede the handshake
+                    replies.clear()
                     await self._start_tls()
+        if replies:
+            self.writer.write(bytes(replies))
 
     async def _answer(self, ev: Event) -> Reply | list[Reply]:
         match ev:
