@@ -13,9 +13,11 @@ import asyncio
 import re
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from postbote.dns import DnsError, Resolver
+from postbote.store import Store
 
 MAX_POLICY = 64 * 1024  # RFC 8461 §3.3: policies are small; refuse anything big
 FETCH_TIMEOUT = 60.0  # RFC 8461 §3.3: "reasonable" timeouts, a minute at most
@@ -85,33 +87,64 @@ def txt_id(records: list[str]) -> str | None:
 
 
 class MtaSts:
-    """Looks policies up, fetches and caches them (in memory, for their max_age)."""
+    """Looks policies up, fetches and caches them for their max_age.
 
-    def __init__(self, resolver: Resolver, ssl_context: ssl.SSLContext, port: int = 443) -> None:
+    The cache lives in the store, so a policy outlives a restart (an attacker who
+    hides the TXT record after one must not turn enforcement off), with a copy in
+    memory so most deliveries need no store read. A domain the store knows no policy
+    for is remembered as such for ``NEGATIVE_TTL``: should another worker fetch one
+    meanwhile, this one learns of it from the TXT record and fetches it too.
+    """
+
+    NEGATIVE_TTL = 3600.0
+
+    def __init__(self, resolver: Resolver, ssl_context: ssl.SSLContext, port: int = 443,
+                 store: Store | None = None, clock: Callable[[], float] = time.time) -> None:
         self.resolver = resolver
         self.ssl_context = ssl_context
         self.port = port
-        self._cache: dict[str, tuple[Policy, float]] = {}
+        self.store = store
+        self.clock = clock
+        self._cache: dict[str, tuple[Policy | None, float]] = {}
 
     async def policy(self, domain: str) -> Policy | None:
         """The policy to apply, or None. A fetch failure with nothing cached means no policy
         (RFC 8461 §5.1); a cached one stays in force until it expires."""
-        cached = self._cache.get(domain)
-        now = time.time()
-        if cached and cached[1] <= now:
-            del self._cache[domain]
-            cached = None
+        now = self.clock()
+        cached = await self._cached(domain, now)
         try:
             policy_id = txt_id(await self.resolver.txt(f"_mta-sts.{domain}"))
         except DnsError:
             policy_id = None
-        if policy_id is None or (cached and cached[0].id == policy_id):
-            return cached[0] if cached else None
+        if policy_id is None or (cached and cached.id == policy_id):
+            return cached
         try:
-            policy = parse_policy(await self.fetch(domain), policy_id)
+            text = await self.fetch(domain)
+            policy = parse_policy(text, policy_id)
         except (PolicyError, OSError, asyncio.TimeoutError, DnsError, ValueError):
-            return cached[0] if cached else None
-        self._cache[domain] = (policy, now + policy.max_age)
+            return cached
+        expires = now + policy.max_age
+        self._cache[domain] = (policy, expires)
+        if self.store is not None:
+            await self.store.mta_sts_cache(domain, policy_id, text, int(expires))
+        return policy
+
+    async def _cached(self, domain: str, now: float) -> Policy | None:
+        hit = self._cache.get(domain)
+        if hit and hit[1] > now:
+            return hit[0]
+        self._cache.pop(domain, None)
+        if self.store is None:
+            return None
+        row = await self.store.mta_sts_cached(domain, int(now))
+        policy: Policy | None = None
+        expires = now + self.NEGATIVE_TTL
+        if row is not None:
+            try:
+                policy, expires = parse_policy(row[1], row[0]), float(row[2])
+            except PolicyError:
+                pass
+        self._cache[domain] = (policy, expires)
         return policy
 
     async def fetch(self, domain: str) -> str:

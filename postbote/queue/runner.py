@@ -46,7 +46,7 @@ class QueueRunner:
         self.settings = app.settings.outbound
         self.store = app.store
         self.mta_sts = MtaSts(app.resolver, client_context(True, self.settings.tls_ca_file),
-                              self.settings.mta_sts_port)
+                              self.settings.mta_sts_port, store=app.store)
         self.in_flight: set[int] = set()
         self.workers: dict[str, set[asyncio.Task]] = defaultdict(set)
         self.connections = asyncio.Semaphore(self.settings.max_connections)

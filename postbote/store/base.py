@@ -390,6 +390,15 @@ class Store(abc.ABC):
         """Forget triplets not seen since ``before``; returns how many."""
         raise StoreError("this store keeps no greylist")
 
+    # -- outbound TLS policy ------------------------------------------------------
+    async def mta_sts_cached(self, domain: str, now: int) -> tuple[str, str, int] | None:
+        """(policy id, policy text, expiry) of the MTA-STS policy cached for ``domain``, unless expired."""
+        raise StoreError("this store keeps no MTA-STS cache")
+
+    async def mta_sts_cache(self, domain: str, policy_id: str, policy: str, expires: int) -> None:
+        """Keep a freshly fetched MTA-STS policy until ``expires`` (unix time), replacing the old one."""
+        raise StoreError("this store keeps no MTA-STS cache")
+
     # -- admin -------------------------------------------------------------------
     async def set_admin(self, account_id: int, admin: bool) -> None:
         """Mark (or unmark) an account as an administrator of the web interface and API."""

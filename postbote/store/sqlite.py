@@ -1034,6 +1034,19 @@ class SqliteDb:
         with self._write() as conn:
             return conn.execute("DELETE FROM greylist WHERE updated < ?", (before,)).rowcount
 
+    # -- outbound TLS policy --------------------------------------------------------
+    def mta_sts_cached(self, domain: str, now: int) -> tuple[str, str, int] | None:
+        row = self._read().execute("SELECT policy_id, policy, expires FROM mta_sts_policies "
+                                   "WHERE domain = ? AND expires > ?", (domain, now)).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def mta_sts_cache(self, domain: str, policy_id: str, policy: str, expires: int) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT INTO mta_sts_policies (domain, policy_id, policy, expires) VALUES (?, ?, ?, ?) "
+                         "ON CONFLICT (domain) DO UPDATE SET policy_id = excluded.policy_id, "
+                         "policy = excluded.policy, expires = excluded.expires",
+                         (domain, policy_id, policy, expires))
+
     # -- imap --------------------------------------------------------------------
     def select_snapshot(self, mailbox_id: int) -> MailboxSnapshot:
         conn = self._read()
@@ -1425,6 +1438,8 @@ class SqliteStore(Store):
     greylist_touch = _offloaded(SqliteDb.greylist_touch)
     greylist_pass = _offloaded(SqliteDb.greylist_pass)
     greylist_expire = _offloaded(SqliteDb.greylist_expire)
+    mta_sts_cached = _offloaded(SqliteDb.mta_sts_cached)
+    mta_sts_cache = _offloaded(SqliteDb.mta_sts_cache)
     # -- imap --
     select_snapshot = _offloaded(SqliteDb.select_snapshot)
     messages_by_uid = _offloaded(SqliteDb.messages_by_uid)

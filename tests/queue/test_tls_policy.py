@@ -114,6 +114,32 @@ def test_mta_sts_enforce_delivers_over_verified_tls(tmp_path, dns, mx_port, ca, 
         policy.stop()
 
 
+def test_mta_sts_policy_cached_before_a_restart_holds_when_the_txt_record_is_hidden(
+        tmp_path, dns, mx_port, ca, peers):
+    srv, policy = sts_setup(tmp_path, dns, mx_port, ca)
+    try:
+        good = Peer(PEER_HOSTS[0], mx_port, tls_context=ca.issue("mx.sts.test").context()).start()
+        send(srv, "bob@sts.test")
+        wait_for(lambda: good.messages, what="delivery over verified TLS")
+    finally:
+        srv.stop()
+        policy.stop()
+        good.stop()
+    # An attacker hides the policy and strips STARTTLS; postbote restarts meanwhile.
+    dns.clear("_mta-sts.sts.test")
+    stripped = Peer(PEER_HOSTS[0], mx_port).start()
+    peers.append(stripped)
+    srv = start_postbote(tmp_path, dns, mx_port, tls_ca_file=str(ca.path), mta_sts_port=policy.port)
+    try:
+        send(srv, "bob@sts.test")
+        [entry] = wait_for(lambda: [e for e in queue_entries(srv) if e.attempts], what="a failed attempt")
+        # RFC 8461 §5.1: the cached policy stays in force until its max_age ends.
+        assert "STARTTLS" in entry.last_reply
+        assert stripped.messages == []
+    finally:
+        srv.stop()
+
+
 def test_mta_sts_enforce_skips_mx_hosts_the_policy_does_not_list(tmp_path, dns, mx_port, ca, peers):
     srv, policy = sts_setup(tmp_path, dns, mx_port, ca)
     try:
