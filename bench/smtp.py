@@ -98,7 +98,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         os.chmod(tmp, 0o755)
-        dns = DnsServer().start()
+        dns = DnsServer(negative_ttl=3600).start()  # like real zones: negative answers cache
         pb, pb_port = start_postbote(tmp / "postbote", dns, args.workers)
         print(f"postbote workers: {args.workers}; messages per run: {args.messages}")
         pf = PostfixInstance(tmp / "postfix", free_port(), DOMAIN, [USER]).start()

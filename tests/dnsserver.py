@@ -24,7 +24,11 @@ import dns.rrset
 
 
 class DnsServer:
-    def __init__(self, authenticated: bool = False) -> None:
+    def __init__(self, authenticated: bool = False, negative_ttl: int = 0) -> None:
+        # negative_ttl > 0: negative answers carry an SOA, as every real zone's do
+        # (RFC 2308 §3), so resolvers may cache them; off by default, because a
+        # test that adds a record after a lookup must see it at once.
+        self.negative_ttl = negative_ttl
         self.records: dict[tuple[str, str], list[str]] = defaultdict(list)
         self.timeouts: set[str] = set()
         self.servfail: set[str] = set()
@@ -94,6 +98,9 @@ class DnsServer:
             return
         if not any(key[0] == name or key[0].endswith("." + name) for key in self.records):
             response.set_rcode(dns.rcode.NXDOMAIN)
+        if self.negative_ttl:
+            soa = f"ns.{name}. hostmaster.{name}. 1 3600 600 86400 {self.negative_ttl}"
+            response.authority.append(dns.rrset.from_text(name + ".", self.negative_ttl, "IN", "SOA", soa))
 
     # -- serving -----------------------------------------------------------------
     def start(self) -> "DnsServer":
