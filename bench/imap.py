@@ -67,15 +67,16 @@ def make_message(account: int, n: int) -> bytes:
             f"Message-ID: <{account}.{n}@example.com>\r\n\r\n{words}\r\n").encode()
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of the server: the process and its workers."""
+def memory_mb(pid: int) -> float:
+    """Memory of the server, the process and its workers: the sum of their proportional
+    set sizes (PSS). Summing RSS would count every page the forked workers share (the
+    interpreter, the libraries) once per worker."""
     total = 0.0
     for member in process_tree(pid):
-        for line in Path(f"/proc/{member}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
                 total += int(line.split()[1]) / 1024
     return total
-    return 0.0
 
 
 # --- the servers ----------------------------------------------------------------------------------
@@ -228,8 +229,8 @@ async def measure(port: int, accounts: int, clients: int, messages: int, seconds
 
 
 async def hold_idle(port: int, accounts: int, count: int, pid: int) -> tuple[float, float]:
-    """Open `count` sessions, each logged in, INBOX selected and in IDLE; RSS before and after."""
-    before = rss_mb(pid)
+    """Open `count` sessions, each logged in, INBOX selected and in IDLE; memory before and after."""
+    before = memory_mb(pid)
     clients: list[Client] = []
     for start in range(0, count, 250):
         async def one(i: int) -> Client:
@@ -241,7 +242,7 @@ async def hold_idle(port: int, accounts: int, count: int, pid: int) -> tuple[flo
             return client
         clients += await asyncio.gather(*(one(i) for i in range(start, min(count, start + 250))))
     await asyncio.sleep(2)
-    after = rss_mb(pid)
+    after = memory_mb(pid)
     for client in clients:
         client.close()
     return before, after
@@ -277,7 +278,7 @@ def main() -> None:
                       flush=True)
                 if name == "postbote" and args.idle:
                     before, after = asyncio.run(hold_idle(port, args.accounts, args.idle, proc.pid))
-                    print(f"{'postbote':>9}: RSS {before:.0f} MB idle, {after:.0f} MB with {args.idle} sessions "
+                    print(f"{'postbote':>9}: memory (PSS) {before:.0f} MB idle, {after:.0f} MB with {args.idle} sessions "
                           f"in IDLE ({(after - before) * 1024 / args.idle:.1f} KB each)", flush=True)
             finally:
                 stop(proc)
