@@ -83,16 +83,18 @@ class App:
     def __init__(self, settings: Settings, prebound: dict[str, socket.socket] | None = None,
                  shared_store: bool = False) -> None:
         """``prebound``: listening sockets bound by a parent process; ``shared_store``:
-        other worker processes use the same store (their changes come over a FeedBus)."""
+        other worker processes use the same store (their changes and logins come over a FeedBus)."""
         self.settings = settings
         self.prebound = prebound or {}
         self.shared_store = shared_store
         self.feed_bus: FeedBus | None = None
         self.executor = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="work")
         self.store: Store = open_store(settings.data_path, workers=settings.worker_threads)
-        if shared_store:
-            self.feed_bus = FeedBus(settings.data_path / "run" / "feed", self.store.changes)
         self.accounts = AccountService(self.store, settings.limits)
+        if shared_store:  # the other workers hear of this one's store changes and logins
+            self.feed_bus = FeedBus(settings.data_path / "run" / "feed")
+            self.feed_bus.carry_changes(self.store.changes)
+            self.accounts.join(self.feed_bus)
         self.delivery = DeliveryService(self.store)
         self.resolver = Resolver(settings.dns)
         self.spam = SpamTrainer(self.store, self.executor)  # training from users' moves into and out of Junk

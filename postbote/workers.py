@@ -5,7 +5,9 @@ workers. The parent does everything that must happen once (migrate the
 store, make the certificate, clean the spool, bind every listening socket so
 a taken port is reported once and clearly), then forks the workers, which
 inherit the sockets and let the kernel spread connections among them. The
-workers share the store; a FeedBus carries change notices between them.
+workers share the store; a FeedBus carries change notices and login
+outcomes (for the brute-force throttle) between them, and their metrics are
+files in one folder that any worker sums when scraped (postbote/metrics.py).
 The parent only supervises: it restarts a worker that dies and forwards
 SIGTERM/SIGINT, waiting for every worker to drain.
 """
@@ -19,6 +21,7 @@ import signal
 import socket
 import time
 
+from postbote import metrics
 from postbote.config import ServiceSettings, Settings
 from postbote.listener import bind, socket_key
 from postbote.log import event
@@ -53,6 +56,7 @@ def serve(settings: Settings, workers: int) -> int:
     from postbote.app import run_forever
 
     sockets = prepare(settings)
+    metrics_folder = metrics.prepare_workers(settings.data_path)
     stopping = False
     children: dict[int, tuple[int, float]] = {}  # pid -> (worker number, start time)
 
@@ -63,6 +67,7 @@ def serve(settings: Settings, workers: int) -> int:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 0
             try:
+                metrics.join_workers(metrics_folder)
                 run_forever(settings, prebound=sockets, shared_store=True)
             except BaseException:
                 log.exception("worker %d failed", number)
@@ -93,6 +98,7 @@ def serve(settings: Settings, workers: int) -> int:
         except InterruptedError:
             continue
         number, started = children.pop(pid, (-1, 0.0))
+        metrics.worker_exited(metrics_folder, pid)
         code = os.waitstatus_to_exitcode(wait_status)
         if stopping:
             status = status or (code if code > 0 else 0)

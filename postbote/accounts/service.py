@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from postbote.config import LimitSettings
 from postbote import metrics
@@ -16,7 +18,10 @@ from postbote.mail.address import AddressError, parse_address
 from postbote.store import Account, Store
 
 from .passwords import hash_password, verify_password
-from .throttle import AuthThrottle
+from .throttle import AuthEvent, AuthThrottle, decode_event, encode_event
+
+if TYPE_CHECKING:
+    from postbote.store.feedbus import FeedBus
 
 log = logging.getLogger("postbote.auth")
 
@@ -42,6 +47,24 @@ class AccountService:
         self.limits = limits
         self.throttle = AuthThrottle(limits.auth_failures_per_ip, limits.auth_failures_per_account,
                                      limits.auth_lockout_seconds)
+        # Tells the other worker processes of each login's outcome (see ``join``).
+        self.share: Callable[[AuthEvent], None] | None = None
+
+    def join(self, bus: "FeedBus") -> None:
+        """Count the logins of every worker on ``bus``: each worker tells the others of
+        its failures and successes, so the limits hold for the whole server, not N times."""
+        bus.on("auth", self._heard)
+        self.share = lambda ev: bus.send("auth", encode_event(ev))
+
+    def _heard(self, payload: bytes) -> None:
+        ev = decode_event(payload)
+        if ev is not None:
+            self.throttle.record(ev)
+
+    def _record(self, ev: AuthEvent) -> None:
+        self.throttle.record(ev)
+        if self.share is not None:
+            self.share(ev)  # before the failure delay, so the others know at once
 
     async def create(self, address: str, password: str, quota: int | None = None) -> Account:
         """Add an account; raises AddressError, PasswordPolicyError or a StoreError."""
@@ -61,10 +84,10 @@ class AccountService:
         account = await self.store.get_account(address) if address else None
         result = await self._verify(account, password)
         if isinstance(result, AuthOk):
-            self.throttle.succeeded(peer_ip, result.account.address)
+            self._record(AuthEvent(peer_ip, result.account.address, ok=True))
             return result
         delay = self.throttle.failure_delay(peer_ip, address)
-        self.throttle.failed(peer_ip, address)
+        self._record(AuthEvent(peer_ip, address, ok=False))
         log.info("auth failed user=%s ip=%s", username, peer_ip)
         metrics.AUTH_FAILURES.inc()
         await asyncio.sleep(delay)

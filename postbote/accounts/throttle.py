@@ -4,10 +4,17 @@ Failures are counted per client IP and per account. Each failure makes the
 next answer slower (a growing delay), and past the limit the IP or account is
 locked out for a while. State is in memory: a restart forgives everyone,
 which is the usual trade-off (fail2ban, Dovecot's auth penalty) for speed.
+
+With ``serve --workers N`` every worker keeps its own table, fed by its own
+logins and by ``AuthEvent`` notices from the others (over the FeedBus, see
+``AccountService.join``), so the limits hold for the whole server rather than
+N times over. The class itself knows nothing of processes: local and remote
+events are recorded alike.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +23,33 @@ from dataclasses import dataclass
 MAX_DELAY = 8.0
 # Bound the memory an attack from many addresses can cost.
 MAX_TRACKED = 100_000
+
+
+@dataclass(frozen=True)
+class AuthEvent:
+    """One login's outcome as the throttle counts it (``account`` is None when the
+    user name was not an address)."""
+    ip: str
+    account: str | None
+    ok: bool
+
+
+def encode_event(ev: AuthEvent) -> bytes:
+    """The wire form sent to the other workers: a small JSON array."""
+    return json.dumps(["ok" if ev.ok else "fail", ev.ip, ev.account], separators=(",", ":")).encode()
+
+
+def decode_event(data: bytes) -> AuthEvent | None:
+    """The event, or None for anything that is not one (a notice is never trusted to parse)."""
+    try:
+        outcome, ip, account = json.loads(data)
+    except (ValueError, TypeError):  # bad JSON, bad UTF-8, not a list of three
+        return None
+    if outcome not in ("ok", "fail") or not isinstance(ip, str) or not (account is None or isinstance(account, str)):
+        return None
+    if outcome == "ok" and account is None:
+        return None
+    return AuthEvent(ip, account, outcome == "ok")
 
 
 @dataclass
@@ -64,6 +98,13 @@ class AuthThrottle:
             rec.failures += 1
             if rec.failures >= limit:
                 rec.locked_until = now + self.lockout
+
+    def record(self, ev: AuthEvent) -> None:
+        """Count a login's outcome, whichever worker saw it."""
+        if ev.ok and ev.account is not None:
+            self.succeeded(ev.ip, ev.account)
+        elif not ev.ok:
+            self.failed(ev.ip, ev.account)
 
     def succeeded(self, ip: str, account: str) -> None:
         self._records.pop(f"ip:{ip}", None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import smtplib
 
-from postbote.accounts.throttle import MAX_DELAY, AuthThrottle
+from postbote.accounts.throttle import MAX_DELAY, AuthEvent, AuthThrottle, decode_event, encode_event
 from postbote.listener import ConnectionLimits
 from tests.smtp.helpers import insecure_context
 
@@ -50,6 +50,34 @@ def test_success_clears_the_record():
     t.failed("10.0.0.1", "a@x")
     t.succeeded("10.0.0.1", "a@x")
     assert t.failure_delay("10.0.0.1", "a@x") == 0
+
+
+def test_events_from_other_workers_count_like_local_ones():
+    t = AuthThrottle(per_ip=3, per_account=100, lockout_seconds=60, clock=Clock())
+    t.failed("10.0.0.1", "a@x")  # here
+    t.record(AuthEvent("10.0.0.1", "a@x", ok=False))  # heard from another worker
+    assert t.locked_for("10.0.0.1", None) == 0
+    t.record(AuthEvent("10.0.0.1", None, ok=False))
+    assert t.locked_for("10.0.0.1", None) == 60
+
+
+def test_a_success_heard_from_another_worker_forgives():
+    t = AuthThrottle(per_ip=3, per_account=3, lockout_seconds=60, clock=Clock())
+    t.failed("10.0.0.1", "a@x")
+    t.failed("10.0.0.1", "a@x")
+    t.record(AuthEvent("10.0.0.1", "a@x", ok=True))
+    t.failed("10.0.0.1", "a@x")
+    t.failed("10.0.0.1", "a@x")
+    assert t.locked_for("10.0.0.1", "a@x") == 0
+
+
+def test_auth_events_round_trip_and_bad_ones_are_dropped():
+    for ev in (AuthEvent("10.0.0.1", "a@x", ok=True), AuthEvent("::1", None, ok=False),
+               AuthEvent("192.0.2.1", '"a b"@x', ok=False), AuthEvent("192.0.2.1", "jörg@bücher.example", ok=False)):
+        assert decode_event(encode_event(ev)) == ev
+    for bad in (b"", b"\xff", b"[]", b'["fail"]', b'["maybe","10.0.0.1",null]', b'["fail",1,null]',
+                b'["ok","10.0.0.1",null]', b'["fail","10.0.0.1",7]', b"42", b"{}"):
+        assert decode_event(bad) is None, bad
 
 
 def test_connection_limits_total_and_per_ip_with_loopback_exempt():
