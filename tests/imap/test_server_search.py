@@ -101,4 +101,4 @@ def test_sort_and_thread(raw_search):
     assert client.command(b"SORT (REVERSE DATE) UTF-8 ALL")[0] == b"* SORT 2 1 3\r\n"
     assert client.command(b"SORT (FROM) UTF-8 ALL")[0] == b"* SORT 1 2 3\r\n"
     assert client.command(b"THREAD ORDEREDSUBJECT UTF-8 ALL")[0] == b"* THREAD (3)(1 2)\r\n"
-    assert client.command(b"THREAD REFERENCES UTF-8 ALL")[0] == b"* THREAD (3)(1)(2)\r\n"
+    assert client.command(b"THREAD REFERENCES UTF-8 ALL")[0] == b"* THREAD (3)(1 2)\r\n"  # RFC 5256 §2.4 step 5
