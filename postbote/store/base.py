@@ -23,6 +23,7 @@ from .types import (
     Account,
     Alias,
     AppPassword,
+    SieveScript,
     Delivered,
     DeliveryOutcome,
     DeliveryTarget,
@@ -398,6 +399,41 @@ class Store(abc.ABC):
     async def mta_sts_cache(self, domain: str, policy_id: str, policy: str, expires: int) -> None:
         """Keep a freshly fetched MTA-STS policy until ``expires`` (unix time), replacing the old one."""
         raise StoreError("this store keeps no MTA-STS cache")
+
+    # -- sieve -------------------------------------------------------------------
+    async def sieve_list(self, account_id: int) -> list[SieveScript]:
+        """The account's scripts, by name."""
+        raise StoreError("this store keeps no Sieve scripts")
+
+    async def sieve_get(self, account_id: int, name: str) -> str | None:
+        """A script's text, or None if the account has no script of that name."""
+        raise StoreError("this store keeps no Sieve scripts")
+
+    async def sieve_put(self, account_id: int, name: str, content: str) -> None:
+        """Create or replace a script (an active script stays active)."""
+        raise StoreError("this store keeps no Sieve scripts")
+
+    async def sieve_delete(self, account_id: int, name: str) -> None:
+        """Remove a script. NotFound if there is none; StoreError if it is the active one
+        (RFC 5804 §2.10: deactivate first)."""
+        raise StoreError("this store keeps no Sieve scripts")
+
+    async def sieve_rename(self, account_id: int, old: str, new: str) -> None:
+        """NotFound if ``old`` is missing, AlreadyExists if ``new`` is taken; activeness moves along."""
+        raise StoreError("this store keeps no Sieve scripts")
+
+    async def sieve_activate(self, account_id: int, name: str | None) -> None:
+        """Make ``name`` the only active script; None deactivates all. NotFound if missing."""
+        raise StoreError("this store keeps no Sieve scripts")
+
+    async def sieve_active(self, account_id: int) -> tuple[str, str] | None:
+        """(name, text) of the active script, or None: what delivery runs."""
+        raise StoreError("this store keeps no Sieve scripts")
+
+    async def sieve_vacation_check(self, account_id: int, handle: str, now: int, until: int) -> bool:
+        """True if a vacation reply for ``handle`` may go now, and then remember it until
+        ``until``; False if one went out and its period has not ended (RFC 5230 §4.2)."""
+        raise StoreError("this store keeps no Sieve scripts")
 
     # -- admin -------------------------------------------------------------------
     async def set_admin(self, account_id: int, admin: bool) -> None:

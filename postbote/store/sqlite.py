@@ -59,6 +59,7 @@ from .types import (
 from .types import DmarcEvaluation
 from .types import ApiToken
 from .types import SpamCounts
+from .types import SieveScript
 
 _DMARC_COLUMNS = ("received, source_ip, header_from, envelope_from, policy_domain, policy, disposition, "
                   "result, dkim_aligned, spf_aligned, spf_domain, spf_result, dkim, override, rua")
@@ -1165,6 +1166,73 @@ class SqliteDb:
                 found[blob_id] = json.loads(text)
         return found
 
+    # -- sieve -------------------------------------------------------------------
+    def sieve_list(self, account_id: int) -> list[SieveScript]:
+        rows = self._read().execute("SELECT name, length(CAST(content AS BLOB)), active FROM sieve_scripts "
+                                    "WHERE account_id = ? ORDER BY name", (account_id,))
+        return [SieveScript(name, size, bool(active)) for name, size, active in rows]
+
+    def sieve_get(self, account_id: int, name: str) -> str | None:
+        row = self._read().execute("SELECT content FROM sieve_scripts WHERE account_id = ? AND name = ?",
+                                   (account_id, name)).fetchone()
+        return row[0] if row else None
+
+    def sieve_put(self, account_id: int, name: str, content: str) -> None:
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+                raise NotFound(f"no account with id {account_id}")
+            conn.execute("INSERT INTO sieve_scripts (account_id, name, content, updated) VALUES (?, ?, ?, ?) "
+                         "ON CONFLICT (account_id, name) DO UPDATE SET content = excluded.content, "
+                         "updated = excluded.updated", (account_id, name, content, int(time.time())))
+
+    def sieve_delete(self, account_id: int, name: str) -> None:
+        with self._write() as conn:
+            row = conn.execute("SELECT active FROM sieve_scripts WHERE account_id = ? AND name = ?",
+                               (account_id, name)).fetchone()
+            if row is None:
+                raise NotFound(f"no script {name!r}")
+            if row[0]:
+                raise StoreError(f"script {name!r} is active")
+            conn.execute("DELETE FROM sieve_scripts WHERE account_id = ? AND name = ?", (account_id, name))
+
+    def sieve_rename(self, account_id: int, old: str, new: str) -> None:
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM sieve_scripts WHERE account_id = ? AND name = ?",
+                            (account_id, old)).fetchone() is None:
+                raise NotFound(f"no script {old!r}")
+            if old != new and conn.execute("SELECT 1 FROM sieve_scripts WHERE account_id = ? AND name = ?",
+                                           (account_id, new)).fetchone() is not None:
+                raise AlreadyExists(f"script {new!r} exists")
+            conn.execute("UPDATE sieve_scripts SET name = ?, updated = ? WHERE account_id = ? AND name = ?",
+                         (new, int(time.time()), account_id, old))
+
+    def sieve_activate(self, account_id: int, name: str | None) -> None:
+        with self._write() as conn:
+            if name is not None and conn.execute("SELECT 1 FROM sieve_scripts WHERE account_id = ? AND name = ?",
+                                                 (account_id, name)).fetchone() is None:
+                raise NotFound(f"no script {name!r}")
+            conn.execute("UPDATE sieve_scripts SET active = 0 WHERE account_id = ? AND active = 1", (account_id,))
+            if name is not None:
+                conn.execute("UPDATE sieve_scripts SET active = 1 WHERE account_id = ? AND name = ?",
+                             (account_id, name))
+
+    def sieve_active(self, account_id: int) -> tuple[str, str] | None:
+        row = self._read().execute("SELECT name, content FROM sieve_scripts WHERE account_id = ? AND active = 1",
+                                   (account_id,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def sieve_vacation_check(self, account_id: int, handle: str, now: int, until: int) -> bool:
+        with self._write() as conn:
+            row = conn.execute("SELECT until FROM sieve_vacation_replies WHERE account_id = ? AND handle = ?",
+                               (account_id, handle)).fetchone()
+            if row is not None and row[0] > now:
+                return False
+            conn.execute("INSERT INTO sieve_vacation_replies (account_id, handle, until) VALUES (?, ?, ?) "
+                         "ON CONFLICT (account_id, handle) DO UPDATE SET until = excluded.until",
+                         (account_id, handle, until))
+            conn.execute("DELETE FROM sieve_vacation_replies WHERE until <= ?", (now,))
+            return True
+
     # -- admin -------------------------------------------------------------------
     def set_admin(self, account_id: int, admin: bool) -> None:
         with self._write() as conn:
@@ -1451,6 +1519,14 @@ class SqliteStore(Store):
     uids_with_subject = _offloaded(SqliteDb.uids_with_subject)
     # -- admin --
     set_admin = _offloaded(SqliteDb.set_admin)
+    sieve_list = _offloaded(SqliteDb.sieve_list)
+    sieve_get = _offloaded(SqliteDb.sieve_get)
+    sieve_put = _offloaded(SqliteDb.sieve_put)
+    sieve_delete = _offloaded(SqliteDb.sieve_delete)
+    sieve_rename = _offloaded(SqliteDb.sieve_rename)
+    sieve_activate = _offloaded(SqliteDb.sieve_activate)
+    sieve_active = _offloaded(SqliteDb.sieve_active)
+    sieve_vacation_check = _offloaded(SqliteDb.sieve_vacation_check)
     list_admins = _offloaded(SqliteDb.list_admins)
     add_api_token = _offloaded(SqliteDb.add_api_token)
     list_api_tokens = _offloaded(SqliteDb.list_api_tokens)

@@ -96,6 +96,15 @@ class AppPassword:
 
 
 @dataclass(frozen=True)
+class SieveScript:
+    """One of an account's Sieve scripts (RFC 5228); ``active``: the one run at delivery."""
+
+    name: str
+    size: int  # octets of the script in UTF-8 (ManageSieve reports and limits this)
+    active: bool
+
+
+@dataclass(frozen=True)
 class Alias:
     source: str  # an address, or "@domain" for a catch-all
     target: str
