@@ -21,6 +21,8 @@ declare -A NEED=(
     [chromium]=chromium  # operations: the admin pages in a real headless browser (tests/web)
     [chromedriver]=chromium-driver  # operations: Selenium drives Debian's Chromium through it
     [pebble]=pebble  # operations: the ACME test CA, run privately by tests/web/test_acme.py
+    [sieve-test]=dovecot-sieve  # sieve: Pigeonhole's interpreter, to compare our actions with
+    [sieve-connect]=sieve-connect  # sieve: a real ManageSieve client
 )
 
 missing=()
