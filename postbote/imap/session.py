@@ -18,10 +18,10 @@ import codecs
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from postbote.accounts.service import AuthFailed
 from postbote.imap import commands as c
@@ -42,6 +42,7 @@ from postbote.imap.selected import AnnounceStyle, RecentClaims, SelectedMailbox
 from postbote.imap.sequence import SequenceSet
 from postbote.imap.sortthread import sort_messages, thread_messages
 from postbote.log import event
+from postbote.mail.message import ParsedMessage
 from postbote.store import AlreadyExists, NotFound, QuotaExceeded, Store, StoreError
 from postbote.store.types import DELIMITER, FLAG_NAMES, Account, Change, Flag, FlagMode, Mailbox, Message
 
@@ -84,6 +85,9 @@ class Enabled:
 
     def style(self) -> AnnounceStyle:
         return AnnounceStyle(qresync=self.qresync, condstore=self.condstore, rev1=not self.rev2)
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -913,7 +917,7 @@ class ImapSession:
         sel = self._sel()
         found = await self.matching(cmd.search)
         parsed = await self.store.parsed_many([m.blob_id for m in found])
-        ordered = sort_messages(found, {b: load_parsed(p, None) for b, p in parsed.items()}, cmd.criteria)
+        ordered = await self._off_loop(lambda: sort_messages(found, _loaded(parsed), cmd.criteria))
         numbers = [m.uid if cmd.uid else sel.seq_of(m.uid) or 0 for m in ordered]
         if cmd.return_options is not None:
             self.out.send(esearch_response(cmd.tag, numbers, cmd.return_options, uid=cmd.uid, modseq=None))
@@ -928,9 +932,18 @@ class ImapSession:
         found = await self.matching(cmd.search)
         parsed = await self.store.parsed_many([m.blob_id for m in found])
         numbers = {m.uid: (m.uid if cmd.uid else sel.seq_of(m.uid) or 0) for m in found}
-        roots = thread_messages(found, {b: load_parsed(p, None) for b, p in parsed.items()},
-                                cmd.algorithm, numbers)
+        roots = await self._off_loop(lambda: thread_messages(found, _loaded(parsed), cmd.algorithm, numbers))
         self.out.send(encode.thread(roots))
+
+
+    async def _off_loop(self, work: Callable[[], T]) -> T:
+        """CPU work that grows with the mailbox (SORT, THREAD: 0.4 s for 20,000
+        messages) runs in a worker thread, so other sessions are not kept waiting."""
+        return await asyncio.get_running_loop().run_in_executor(self.app.executor, work)
+
+
+def _loaded(parsed: Mapping[int, object]) -> dict[int, ParsedMessage | None]:
+    return {b: load_parsed(p, None) for b, p in parsed.items()}
 
 
 def _uses_modseq(keys: Sequence[c.SearchKey]) -> bool:
