@@ -224,9 +224,16 @@ def _message_references(p: ParsedMessage | None) -> list[str]:
     """RFC 5256 §2.4 step 1: References, or else the first ID of In-Reply-To."""
     if p is None:
         return []
-    if p.references:
-        return list(p.references)
-    return [p.in_reply_to] if p.in_reply_to else []
+    # Only <bracketed> IDs count: the parser keeps bare words for display, but a References
+    # field without any valid ID falls back to In-Reply-To.
+    references = [r for r in p.references if _valid_id(r)]
+    if references:
+        return references
+    return [p.in_reply_to] if p.in_reply_to and _valid_id(p.in_reply_to) else []
+
+
+def _valid_id(message_id: str) -> bool:
+    return len(message_id) > 2 and message_id.startswith("<") and message_id.endswith(">")
 
 
 def _prune(roots: list[_Container]) -> list[_Container]:

@@ -81,6 +81,13 @@ def test_non_reply_is_preferred_over_an_earlier_reply_as_the_parent():
     assert got == b"* THREAD (3 (1)(2)(4))\r\n"
 
 
+def test_references_without_a_valid_id_fall_back_to_in_reply_to():
+    # RFC 5256 §2.4 step 1.A: no valid message-id in References: use In-Reply-To's first.
+    broken = mail("r", "Different subject", 2, irt="o").replace(
+        b"In-Reply-To:", b"References: no-brackets-here\r\nIn-Reply-To:")
+    assert thread(mail("o", "Original", 1), broken) == b"* THREAD (1 2)\r\n"
+
+
 def test_two_non_replies_with_one_subject_become_siblings_under_a_nil_parent():
     got = thread(mail("x", "Lunch", 1), mail("y", "LUNCH", 2), mail("z", "Re: Lunch", 3, refs="x"))
     assert got == b"* THREAD ((1 3)(2))\r\n"
