@@ -42,7 +42,7 @@ log = logging.getLogger("postbote")
 
 # Each module has ``listeners(app) -> list[Listener]``; one per protocol.
 SERVER_MODULES: tuple[str, ...] = ("postbote.smtp.server", "postbote.pop3.server", "postbote.imap.server",
-                                   "postbote.web.server")
+                                   "postbote.managesieve.server", "postbote.web.server")
 
 DRAIN_GRACE = 30.0
 

@@ -86,6 +86,7 @@ class ServiceSettings:
     imaps: tuple[ListenAddress, ...] = _listen("127.0.0.1:2993")
     pop3: tuple[ListenAddress, ...] = _listen("127.0.0.1:2110")
     pop3s: tuple[ListenAddress, ...] = _listen("127.0.0.1:2995")
+    managesieve: tuple[ListenAddress, ...] = _listen("127.0.0.1:4190")  # production 4190
     http: tuple[ListenAddress, ...] = _listen("127.0.0.1:8080")
     https: tuple[ListenAddress, ...] = _listen()  # production 443
 
