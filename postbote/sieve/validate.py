@@ -175,6 +175,11 @@ def _check_match_values(node: Command | Test, requires: set[str]) -> None:
             raise SieveError(node.line, f'unknown comparator "{comparator}"')
         _needs(node.line, f'comparator "{comparator}"', COMPARATORS[comparator.lower()], requires)
         node.tags["comparator"] = comparator.lower()
+        # RFC 4790 §9.1: i;ascii-numeric offers equality and ordering, not substrings
+        if comparator.lower() == "i;ascii-numeric" and ("contains" in node.tags
+                                                        or "matches" in node.tags):
+            raise SieveError(node.line, "comparator i;ascii-numeric cannot be used with "
+                             + (":contains" if "contains" in node.tags else ":matches"))
     for rel in ("count", "value"):
         op = node.tags.get(rel)
         if rel in node.tags:

@@ -1,0 +1,188 @@
+"""Sieve at local delivery, end to end: mail arrives over real SMTP, the account's active script
+decides, and the result is read back over IMAP or from the outbound queue."""
+
+from __future__ import annotations
+
+import imaplib
+import smtplib
+
+import pytest
+
+from tests.queue.conftest import LOCAL_DOMAIN, PEER_HOSTS, dns, mx_port, route_to, start_postbote  # noqa: F401
+from tests.smtp.helpers import mailbox_messages
+
+ALICE = f"alice@{LOCAL_DOMAIN}"
+BOB = f"bob@{LOCAL_DOMAIN}"
+OUTSIDE = "carol@example.org"
+
+
+@pytest.fixture
+def server(tmp_path, dns, mx_port):  # noqa: F811
+    # outside mail is routed to a loopback address where nothing listens: it stays queued
+    route_to(dns, "example.org", PEER_HOSTS[0])
+    srv = start_postbote(tmp_path, dns, mx_port, retry_schedule=("1h",))
+    srv.add_user(ALICE)
+    srv.add_user(BOB)
+    yield srv
+    srv.stop()
+
+
+def install(server, address: str, script: str) -> None:
+    store = server.app.store
+
+    async def put() -> None:
+        account = await store.get_account(address)
+        await store.sieve_put(account.id, "main", script)
+        await store.sieve_activate(account.id, "main")
+
+    server.run(put())
+
+
+def send(server, to: str, subject: str = "hello", sender: str = OUTSIDE,
+         extra: str = "", header_from: str | None = None) -> None:
+    message = (f"From: {header_from or sender}\r\nTo: {to}\r\nSubject: {subject}\r\n"
+               f"Message-ID: <{subject.replace(' ', '.')}@example.org>\r\n{extra}\r\n"
+               f"Body of {subject}.\r\n").encode()
+    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=30) as client:
+        client.sendmail(sender, [to], message)
+
+
+def outbound(server) -> list:
+    return server.run(server.app.store.list_outbound())
+
+
+def outbound_blob(server, entry) -> bytes:
+    return server.run(server.app.store.read_blob(entry.blob_id))
+
+
+def imap_fetch_flags(server, mailbox: str) -> list[bytes]:
+    client = imaplib.IMAP4("127.0.0.1", server.port("imap"), timeout=10)
+    try:
+        client.login(ALICE, "password123")
+        typ, _ = client.select(f'"{mailbox}"')
+        assert typ == "OK"
+        typ, data = client.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert typ == "OK"
+        return [part[0] + part[1] for part in data if isinstance(part, tuple)]
+    finally:
+        client.logout()
+
+
+def test_fileinto_puts_the_message_in_that_folder_visible_over_imap(server) -> None:
+    server.run(server.app.store.create_mailbox(
+        server.run(server.app.store.get_account(ALICE)).id, "Lists"))
+    install(server, ALICE, 'require "fileinto";\nif header :contains "subject" "[list]" '
+                           '{ fileinto "Lists"; }')
+    send(server, ALICE, "[list] news")
+    send(server, ALICE, "personal")
+    assert [b"[list] news" in m for m in mailbox_messages(server, ALICE, "Lists")] == [True]
+    assert [b"personal" in m for m in mailbox_messages(server, ALICE)] == [True]
+    fetched = imap_fetch_flags(server, "Lists")
+    assert len(fetched) == 1 and b"[list] news" in fetched[0]
+
+
+def test_fileinto_create_makes_the_folder_and_missing_folder_falls_back_to_inbox(server) -> None:
+    install(server, ALICE, 'require ["fileinto", "mailbox"];\nfileinto :create "New/Sub";\n'
+                           'fileinto "Does-Not-Exist";')
+    send(server, ALICE, "created")
+    assert len(mailbox_messages(server, ALICE, "New/Sub")) == 1
+    assert len(mailbox_messages(server, ALICE)) == 1
+
+
+def test_discard_stores_nothing_and_the_sender_sees_success(server) -> None:
+    install(server, ALICE, 'if header :is "subject" "junk" { discard; }')
+    send(server, ALICE, "junk")  # smtplib raises if the message were refused
+    send(server, ALICE, "fine")
+    assert [b"fine" in m for m in mailbox_messages(server, ALICE)] == [True]
+
+
+def test_imap4flags_set_flagged_and_a_keyword(server) -> None:
+    install(server, ALICE, 'require "imap4flags";\naddflag ["\\\\Flagged", "$Important"];')
+    send(server, ALICE, "flag me")
+    [fetched] = imap_fetch_flags(server, "INBOX")
+    assert b"\\Flagged" in fetched and b"$Important" in fetched
+
+
+def test_redirect_queues_the_message_for_the_address_with_the_original_sender(server) -> None:
+    install(server, ALICE, 'redirect "dave@example.org";')
+    send(server, ALICE, "forward me", sender="erin@example.net")
+    [entry] = [e for e in outbound(server) if "dave@example.org" in e.recipients]
+    assert entry.sender == "erin@example.net"
+    assert b"forward me" in outbound_blob(server, entry)
+    assert mailbox_messages(server, ALICE) == []  # redirect cancelled the implicit keep
+
+
+def test_redirect_loop_between_two_accounts_ends_in_a_mailbox(server) -> None:
+    install(server, ALICE, f'redirect "{BOB}";')
+    install(server, BOB, f'redirect "{ALICE}";')
+    send(server, ALICE, "ping pong")
+    from tests.queue.conftest import wait_for
+    wait_for(lambda: mailbox_messages(server, ALICE) or mailbox_messages(server, BOB),
+             what="the looping message to be kept")
+
+
+def test_vacation_replies_once_per_period_to_each_sender(server) -> None:
+    install(server, ALICE, 'require "vacation";\nvacation :days 7 "I am away until Monday.";')
+    send(server, ALICE, "first")
+    send(server, ALICE, "second")
+    replies = [e for e in outbound(server) if OUTSIDE in e.recipients]
+    assert len(replies) == 1 and replies[0].sender == ""
+    reply = outbound_blob(server, replies[0])
+    assert b"Auto-Submitted: auto-replied" in reply
+    assert b"Subject: Auto: first" in reply
+    assert b"In-Reply-To: <first@example.org>" in reply
+    assert b"I am away until Monday." in reply
+    assert len(mailbox_messages(server, ALICE)) == 2  # vacation keeps the messages
+
+
+def test_vacation_does_not_answer_lists_or_mail_not_addressed_to_the_account(server) -> None:
+    install(server, ALICE, 'require "vacation";\nvacation "away";')
+    send(server, ALICE, "list mail", extra="List-Id: <news.example.org>\r\n")
+    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=30) as client:
+        client.sendmail(OUTSIDE, [ALICE], b"From: x@example.org\r\nTo: someone@else.org\r\n"
+                                          b"Subject: bcc\r\n\r\nhi\r\n")
+    assert [e for e in outbound(server) if OUTSIDE in e.recipients] == []
+
+
+def test_vacation_reply_to_a_local_sender_is_delivered_locally(server) -> None:
+    install(server, ALICE, 'require "vacation";\nvacation "away";')
+    send(server, ALICE, "from bob", sender=BOB)
+    [reply] = mailbox_messages(server, BOB)
+    assert b"Subject: Auto: from bob" in reply and b"Return-Path: <>" in reply
+
+
+def test_reject_sends_a_refusal_to_the_envelope_sender(server) -> None:
+    install(server, ALICE, 'require "reject";\nreject "No thank you.";')
+    send(server, ALICE, "unwanted")
+    [notice] = [e for e in outbound(server) if OUTSIDE in e.recipients]
+    assert notice.sender == ""
+    body = outbound_blob(server, notice)
+    assert b"No thank you." in body and b"disposition-notification" in body
+    assert b"Message-ID: <unwanted@example.org>" in body
+    assert mailbox_messages(server, ALICE) == []
+
+
+def test_reject_never_answers_the_null_sender(server) -> None:
+    install(server, ALICE, 'require "reject";\nreject "No.";')
+    send(server, ALICE, "bounce", sender="")
+    assert outbound(server) == []
+
+
+def test_runtime_error_still_delivers_to_inbox(server) -> None:
+    install(server, ALICE, 'redirect "this is not an address";')
+    send(server, ALICE, "kept anyway")
+    assert len(mailbox_messages(server, ALICE)) == 1
+
+
+def test_an_invalid_stored_script_still_delivers_to_inbox(server) -> None:
+    install(server, ALICE, 'fileinto "x";')  # fileinto without require: invalid
+    send(server, ALICE, "kept anyway")
+    assert len(mailbox_messages(server, ALICE)) == 1
+
+
+def test_accounts_without_a_script_are_unaffected(server) -> None:
+    install(server, ALICE, "discard;")
+    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=30) as client:
+        client.sendmail(OUTSIDE, [ALICE, BOB], b"From: carol@example.org\r\nSubject: both\r\n\r\nhi\r\n")
+    assert mailbox_messages(server, ALICE) == []
+    assert len(mailbox_messages(server, BOB)) == 1
