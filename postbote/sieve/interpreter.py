@@ -290,10 +290,16 @@ def _vacation_allowed(message: Message, mine: list[str]) -> bool:
         return False
     if any(v.strip().lower() != "no" for v in _fields(message, "auto-submitted")):
         return False
-    if sender in {m.lower() for m in mine}:
+    own = {m.lower() for m in mine} | {_without_detail(m.lower()) for m in mine}
+    if sender in own:
         return False  # RFC 5230 §4.6: never answer oneself
-    return bool(_addresses_in(message, ("to", "cc", "bcc", "resent-to", "resent-cc"))
-                & {m.lower() for m in mine})
+    return bool(_addresses_in(message, ("to", "cc", "bcc", "resent-to", "resent-cc")) & own)
+
+
+def _without_detail(address: str) -> str:
+    """user+detail@domain → user@domain (RFC 5233): the account's address without the detail."""
+    local, at, domain = address.rpartition("@")
+    return local.split("+", 1)[0] + at + domain if at else address
 
 
 def _vacation(cmd: Command, state: _State) -> None:

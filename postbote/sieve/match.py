@@ -84,9 +84,9 @@ def glob(value: str, key: str) -> bool:
     return p == len(pat)
 
 
-def _fold_pattern(comparator: str, key: str) -> str:
-    # Fold the key but keep escapes: folding "\A" to "\a" still means a literal "a".
-    return casefold(comparator, key)
+def _octets(text: str) -> str:
+    """The UTF-8 octets of ``text``, one character each."""
+    return text.encode("utf-8", "surrogatepass").decode("latin-1")
 
 
 def match_one(tags: dict[str, object], value: str, key: str) -> bool:
@@ -101,7 +101,8 @@ def match_one(tags: dict[str, object], value: str, key: str) -> bool:
     if "matches" in tags:
         if comparator == "i;ascii-numeric":
             raise ValueError("i;ascii-numeric cannot do :matches")
-        return glob(casefold(comparator, value), _fold_pattern(comparator, key))
+        # RFC 4790 §9.2–9.3: both comparators work on octets, so "?" is one octet of UTF-8
+        return glob(_octets(casefold(comparator, value)), _octets(casefold(comparator, key)))
     if comparator == "i;ascii-numeric":
         return _order(comparator, value, key) == 0
     return casefold(comparator, value) == casefold(comparator, key)
