@@ -106,6 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     # -- operations --
     add(dnsgroup, "check", "look up a domain's records now and say, per record, whether they are right",
         cmd_dns_check, (("domain",), {}))
+    sieve = group("sieve", "manage an account's Sieve filter scripts (docs/sieve.md)")
+    add(sieve, "put", "check a script and store it (an active script of that name stays active)",
+        cmd_sieve_put, (("address",), {}), (("name",), {}),
+        (("file",), {"metavar": "FILE", "help": "the script, or - for standard input"}))
+    add(sieve, "activate", "make a script the one that runs at delivery", cmd_sieve_activate,
+        (("address",), {}), (("name",), {}))
+    add(sieve, "deactivate", "run no script at delivery", cmd_sieve_deactivate, (("address",), {}))
+    add(sieve, "list", "list an account's scripts, the active one marked", cmd_sieve_list,
+        (("address",), {}))
+    add(sieve, "get", "print a script", cmd_sieve_get, (("address",), {}), (("name",), {}))
     admin = group("admin", "manage who may use the admin web interface and the API")
     add(admin, "add", "make an account an administrator", cmd_admin_add, (("address",), {}))
     add(admin, "del", "take an account's administrator rights away", cmd_admin_del, (("address",), {}))
@@ -435,6 +445,63 @@ async def cmd_admin_revoke(store: Store, args: argparse.Namespace, settings: Set
     print(f"revoked API token {args.name}")
 
 
+# -- sieve ---------------------------------------------------------------------------
+
+class InvalidScript(Exception):
+    """A script that ``sieve.parse`` refuses: a usage error, exit status 2."""
+
+
+def _read_script(path: str) -> str:
+    from postbote import sieve
+
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidScript(f"{path}: a Sieve script must be UTF-8 text (RFC 5228 §2.2)") from None
+    try:
+        sieve.parse(text)
+    except sieve.SieveError as exc:
+        raise InvalidScript(f"{path}: {exc}") from None
+    return text
+
+
+async def cmd_sieve_put(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    text = _read_script(args.file)
+    account = await _account(store, args.address)
+    await store.sieve_put(account.id, args.name, text)
+    print(f"stored script {args.name} for {account.address}")
+
+
+async def cmd_sieve_activate(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    account = await _account(store, args.address)
+    await store.sieve_activate(account.id, args.name)
+    print(f"activated script {args.name} for {account.address}")
+
+
+async def cmd_sieve_deactivate(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    account = await _account(store, args.address)
+    await store.sieve_activate(account.id, None)
+    print(f"no active script for {account.address}")
+
+
+async def cmd_sieve_list(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    account = await _account(store, args.address)
+    for script in await store.sieve_list(account.id):
+        print(f"{script.name}\tactive" if script.active else script.name)
+
+
+async def cmd_sieve_get(store: Store, args: argparse.Namespace, settings: Settings) -> None:
+    account = await _account(store, args.address)
+    text = await store.sieve_get(account.id, args.name)
+    if text is None:
+        raise CliError(f"no script {args.name} for {account.address}")
+    sys.stdout.write(text)
+
+
 async def _with_store(fn: Callable[..., Awaitable[None]], settings: Settings, args: argparse.Namespace) -> None:
     from postbote.app import ensure_domains
 
@@ -460,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd_serve(settings, args)
         else:
             asyncio.run(_with_store(args.fn, settings, args))
-    except ConfigError as exc:
+    except (ConfigError, InvalidScript) as exc:
         print(f"postbote: {exc}", file=sys.stderr)
         return 2
     except (CliError, StoreError, AddressError, ListenError) as exc:
