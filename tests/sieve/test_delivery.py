@@ -186,3 +186,22 @@ def test_accounts_without_a_script_are_unaffected(server) -> None:
         client.sendmail(OUTSIDE, [ALICE, BOB], b"From: carol@example.org\r\nSubject: both\r\n\r\nhi\r\n")
     assert mailbox_messages(server, ALICE) == []
     assert len(mailbox_messages(server, BOB)) == 1
+
+
+def test_keep_of_spam_goes_to_junk_unless_the_script_files_it_elsewhere(server) -> None:
+    from postbote.delivery.service import Accepted, Envelope, Recipient
+
+    account = server.run(server.app.store.get_account(ALICE))
+    install(server, ALICE, 'require "fileinto";\nif header :contains "subject" "invoice" '
+                           '{ fileinto "Archive"; }')
+    assert server.run(server.app.store.get_mailbox(account.id, "Archive")) is not None
+
+    def deliver(subject: str) -> list:
+        raw = f"From: {OUTSIDE}\r\nSubject: {subject}\r\n\r\nspam?\r\n".encode()
+        envelope = Envelope(OUTSIDE, (Recipient(ALICE, (account.id,)),), "TESTQUEUEID")
+        return server.run(server.app.delivery.deliver(envelope, raw, mailbox="Junk"))
+
+    assert deliver("cheap pills") == [Accepted(ALICE)]
+    assert deliver("your invoice") == [Accepted(ALICE)]
+    assert [b"cheap pills" in m for m in mailbox_messages(server, ALICE, "Junk")] == [True]
+    assert [b"invoice" in m for m in mailbox_messages(server, ALICE, "Archive")] == [True]
