@@ -177,13 +177,25 @@ def test_wrong_password_is_refused(server, alice):
     assert client.command(b"LISTSCRIPTS")[-1].startswith(b"NO")
 
 
-def test_wrong_passwords_lock_the_account_out_like_imap_and_pop3(server, alice):
-    for _ in range(server.settings.limits.auth_failures_per_account):
+def test_wrong_passwords_lock_the_account_out_like_imap_and_pop3(tmp_path):
+    import dataclasses
+
+    from tests.harness import RunningServer, server_settings
+
+    settings = server_settings(tmp_path / "data")
+    # A low limit: each failure doubles the wait before the answer (0.25 s, 0.5 s, 1 s …).
+    limits = dataclasses.replace(settings.limits, auth_failures_per_account=3)
+    server = RunningServer(dataclasses.replace(settings, limits=limits)).start()
+    try:
+        server.add_user(USER, PASSWORD)
+        for _ in range(3):
+            client = connect(server)
+            client.login(password="wrong")
+            client.command(b"LOGOUT")
         client = connect(server)
-        client.login(password="wrong")
-        client.command(b"LOGOUT")
-    client = connect(server)
-    assert client.login() == b'NO (TRYLATER) "too many failed logins, try again later"'
+        assert client.login() == b'NO (TRYLATER) "too many failed logins, try again later"'
+    finally:
+        server.stop()
 
 
 def test_app_password_logs_in(server, alice):
