@@ -64,6 +64,7 @@ class ChangeFeed:
 
     def __init__(self) -> None:
         self._subs: dict[int, set[Subscription]] = defaultdict(set)
+        self._watchers: list[Callable[[Change], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         # Set by a FeedBus when several processes share the store: local
         # changes are also sent to the other processes.
@@ -74,6 +75,12 @@ class ChangeFeed:
         sub = Subscription(self, account_id)
         self._subs[account_id].add(sub)
         return sub
+
+    def watch(self, callback: Callable[[Change], None]) -> None:
+        """Call ``callback`` on the event loop for every change of every account, here
+        and from the other processes: for caches of store data (e.g. Sieve scripts)."""
+        self._loop = asyncio.get_running_loop()
+        self._watchers.append(callback)
 
     def _remove(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.account_id)
@@ -104,5 +111,7 @@ class ChangeFeed:
             loop.call_soon_threadsafe(self._deliver, change)
 
     def _deliver(self, change: Change) -> None:
+        for watcher in self._watchers:
+            watcher(change)
         for sub in list(self._subs.get(change.account_id, ())):
             sub._push(change)

@@ -1184,6 +1184,7 @@ class SqliteDb:
             conn.execute("INSERT INTO sieve_scripts (account_id, name, content, updated) VALUES (?, ?, ?, ?) "
                          "ON CONFLICT (account_id, name) DO UPDATE SET content = excluded.content, "
                          "updated = excluded.updated", (account_id, name, content, int(time.time())))
+        self._sieve_changed(account_id)
 
     def sieve_delete(self, account_id: int, name: str) -> None:
         with self._write() as conn:
@@ -1194,6 +1195,7 @@ class SqliteDb:
             if row[0]:
                 raise StoreError(f"script {name!r} is active")
             conn.execute("DELETE FROM sieve_scripts WHERE account_id = ? AND name = ?", (account_id, name))
+        self._sieve_changed(account_id)
 
     def sieve_rename(self, account_id: int, old: str, new: str) -> None:
         with self._write() as conn:
@@ -1205,6 +1207,7 @@ class SqliteDb:
                 raise AlreadyExists(f"script {new!r} exists")
             conn.execute("UPDATE sieve_scripts SET name = ?, updated = ? WHERE account_id = ? AND name = ?",
                          (new, int(time.time()), account_id, old))
+        self._sieve_changed(account_id)
 
     def sieve_activate(self, account_id: int, name: str | None) -> None:
         with self._write() as conn:
@@ -1215,6 +1218,11 @@ class SqliteDb:
             if name is not None:
                 conn.execute("UPDATE sieve_scripts SET active = 1 WHERE account_id = ? AND name = ?",
                              (account_id, name))
+        self._sieve_changed(account_id)
+
+    def _sieve_changed(self, account_id: int) -> None:
+        """Tell caches of the active script (delivery's, in every process) to look again."""
+        self.feed.publish(Change(account_id, 0, 0, frozenset({"sieve"})))
 
     def sieve_active(self, account_id: int) -> tuple[str, str] | None:
         row = self._read().execute("SELECT name, content FROM sieve_scripts WHERE account_id = ? AND active = 1",

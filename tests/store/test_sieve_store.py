@@ -71,3 +71,17 @@ def test_a_vacation_reply_goes_once_per_period(store):
         assert not await store.sieve_vacation_check(ann, "bob@example.net", now=2000, until=2000 + 7 * 86400)
         assert await store.sieve_vacation_check(ann, "bob@example.net", now=1000 + 7 * 86400, until=10**9)
     asyncio.run(run())
+
+
+def test_script_changes_are_announced_on_the_change_feed(store):
+    ann = _account(store)
+
+    async def run() -> list:
+        seen: list = []
+        store.changes.watch(seen.append)
+        await store.sieve_put(ann, "a", "keep;")
+        await store.sieve_activate(ann, "a")
+        await asyncio.sleep(0.05)  # notices from the store's thread arrive through the loop
+        return seen
+    seen = asyncio.run(run())
+    assert [c.kinds for c in seen if c.account_id == ann] == [frozenset({"sieve"})] * 2
