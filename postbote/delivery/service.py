@@ -130,10 +130,10 @@ class DeliveryService:
             plans = await self._plans(envelope, source, account_ids, mailbox, enforce_quota)
             targets = [t for a in account_ids for t in plans[a].targets]
             redirects = list(dict.fromkeys(x for a in account_ids for x in plans[a].redirects))
+            if redirects:  # first: if this fails, nothing is stored and a retry starts clean
+                await self._queue_redirects(envelope, source, redirects)
             outcomes = await self.store.deliver(source, targets, outbound) \
                 if targets or outbound is not None else []
-            if redirects:
-                await self._queue_redirects(envelope, source, redirects)
         except StoreError as exc:
             event(log, "delivery failed", logging.WARNING, queue_id=envelope.queue_id, error=str(exc))
             return [TempFailure(r.address, str(exc)) for r in envelope.recipients]
@@ -144,7 +144,11 @@ class DeliveryService:
         results = [self._outcome(r, by_account, handled) for r in envelope.recipients]
         for a in account_ids:
             for to, message in plans[a].replies:
-                await self._send_generated(envelope.queue_id, to, message)
+                try:
+                    await self._send_generated(envelope.queue_id, to, message)
+                except Exception:  # the message itself is safe; a lost reply is only logged
+                    log.exception("sieve reply failed", extra={"fields": {
+                        "queue_id": envelope.queue_id, "to": to}})
         event(log, "delivered", queue_id=envelope.queue_id, sender=envelope.sender,
               local=sum(isinstance(o, Delivered) for o in outcomes),
               queued=len(outbound.recipients) if outbound else 0,
