@@ -19,8 +19,10 @@ from postbote.mail.headers import parse_address_list
 from postbote.mail.mime import scan_message
 from postbote.mail.transfer import decode_transfer
 
+import re
+
 from .grammar import Command, Script, Test
-from .match import match_any
+from .match import match_any, match_captures
 
 
 # -- actions -----------------------------------------------------------------------------------
@@ -121,11 +123,15 @@ class _State:
     flags: set[str] = field(default_factory=set)  # RFC 5232 §3: the internal variable
     redirects: int = 0
     body_cache: dict[str, list[str]] = field(default_factory=dict)
+    variables: dict[str, str] | None = None  # None: the script did not require "variables"
+    match_variables: list[str] = field(default_factory=list)
 
 
 def run(script: Script, message: Message, limits: Limits = Limits()) -> Outcome:
     """The actions ``script`` takes on ``message``; never raises for a runtime problem."""
     state = _State(message, limits)
+    if "variables" in script.requires:
+        state.variables = {}
     try:
         try:
             _block(script.commands, state)
@@ -168,6 +174,81 @@ def _dedupe(actions: list[Action]) -> list[Action]:
         seen.add(key)
         out.append(action)
     return out
+
+
+# -- variables (RFC 5229) ----------------------------------------------------------------------
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*|[0-9]+)\}")
+MAX_VARIABLE_LENGTH = 4096  # RFC 5229 §6: an implementation limit; longer values are cut
+_NOT_EXPANDED = ("comparator", "count", "value")
+
+
+def _expand(text: str, state: _State) -> str:
+    """RFC 5229 §3: replace ${name} and ${digit}; unknown names become the empty string,
+    references that are not well formed stay as written. One pass, no re-expansion."""
+    variables = state.variables
+    if variables is None or "${" not in text:
+        return text
+
+    def one(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name.isdigit():
+            index = int(name)
+            return state.match_variables[index] if index < len(state.match_variables) else ""
+        return variables.get(name.lower(), "")
+
+    return _REFERENCE.sub(one, text)
+
+
+def _view(node: Command | Test, state: _State) -> Command | Test:
+    """``node`` with its string arguments expanded (a copy; the cached script stays as is)."""
+    if state.variables is None:
+        return node
+
+    def value(v: object) -> object:
+        if isinstance(v, str):
+            return _expand(v, state)
+        if isinstance(v, list):
+            return [_expand(x, state) for x in v]
+        return v
+
+    copy = Command(node.name, node.arguments, node.tests, None, node.line) \
+        if isinstance(node, Command) else Test(node.name, node.arguments, node.tests, node.line)
+    copy.tags = {k: (v if k in _NOT_EXPANDED else value(v)) for k, v in node.tags.items()}
+    start = 1 if node.name == "set" else 0  # the variable's name is not expanded
+    copy.positional = node.positional[:start] + [value(v) for v in node.positional[start:]]
+    return copy
+
+
+def _set(cmd: Command, state: _State) -> None:
+    """RFC 5229 §4: modifiers apply from the highest precedence down."""
+    name, text = str(cmd.positional[0]).lower(), str(cmd.positional[1])
+    tags = cmd.tags
+    if "lower" in tags:
+        text = text.lower()
+    elif "upper" in tags:
+        text = text.upper()
+    if "lowerfirst" in tags:
+        text = text[:1].lower() + text[1:]
+    elif "upperfirst" in tags:
+        text = text[:1].upper() + text[1:]
+    if "quotewildcard" in tags:
+        text = re.sub(r"([*?\\])", r"\\\1", text)
+    if "length" in tags:
+        text = str(len(text))
+    assert state.variables is not None
+    state.variables[name] = text[:MAX_VARIABLE_LENGTH]
+
+
+def _capture(test: Test, state: _State):  # type: ignore[no-untyped-def]
+    """The on_match hook that sets ${0}…${9} after a successful :matches (RFC 5229 §3.2)."""
+    if state.variables is None or "matches" not in test.tags:
+        return None
+
+    def hook(value: str, key: str) -> None:
+        state.match_variables = [c[:MAX_VARIABLE_LENGTH]
+                                 for c in match_captures(test.tags, value, key)[:10]]
+    return hook
 
 
 def _block(commands: list[Command], state: _State) -> None:
@@ -219,6 +300,7 @@ def _flags_for(cmd: Command, state: _State) -> frozenset[str]:
 
 
 def _action(cmd: Command, state: _State) -> None:
+    cmd = _view(cmd, state)  # type: ignore[assignment]
     name, args, tags = cmd.name, cmd.positional, cmd.tags
     if name == "require":
         return
@@ -243,6 +325,8 @@ def _action(cmd: Command, state: _State) -> None:
         state.flags = _flag_set(sorted(state.flags) + list(args[0]))  # type: ignore[operator]
     elif name == "removeflag":
         state.flags = _remove_flags(state.flags, _flag_set(args[0]))  # type: ignore[arg-type]
+    elif name == "set":
+        _set(cmd, state)
 
 
 def _redirect(cmd: Command, state: _State) -> None:
@@ -343,7 +427,7 @@ def _test(test: Test, state: _State) -> bool:
         return all(_test(t, state) for t in test.tests)
     if name == "anyof":
         return any(_test(t, state) for t in test.tests)
-    return _TESTS[name](test, state)
+    return _TESTS[name](_view(test, state), state)  # type: ignore[arg-type]
 
 
 def _keys(test: Test) -> list[str]:
@@ -356,7 +440,7 @@ def _header_test(test: Test, state: _State) -> bool:
               for v in _fields(state.message, str(name))]
     if not values and "count" not in test.tags:
         return False
-    return match_any(test.tags, values, _keys(test))
+    return match_any(test.tags, values, _keys(test), _capture(test, state))
 
 
 def _exists_test(test: Test, state: _State) -> bool:
@@ -402,7 +486,7 @@ def _address_test(test: Test, state: _State) -> bool:
     values = _address_values(test.tags, addresses)
     if not values and "count" not in test.tags:
         return False
-    return match_any(test.tags, values, _keys(test))
+    return match_any(test.tags, values, _keys(test), _capture(test, state))
 
 
 def _envelope_test(test: Test, state: _State) -> bool:
@@ -417,7 +501,7 @@ def _envelope_test(test: Test, state: _State) -> bool:
               ([""] if a == "" else _address_values(test.tags, [a]))]  # RFC 5228 §5.4: null path
     if not values and "count" not in test.tags:
         return False
-    return match_any(test.tags, values, _keys(test))
+    return match_any(test.tags, values, _keys(test), _capture(test, state))
 
 
 def _hasflag_test(test: Test, state: _State) -> bool:
@@ -470,8 +554,16 @@ def _body_test(test: Test, state: _State) -> bool:
     return match_any(test.tags, _body_texts(test.tags, state), _keys(test))
 
 
+def _string_test(test: Test, state: _State) -> bool:
+    # RFC 5229 §5: for :count, empty strings are not counted
+    values = list(test.positional[0])  # type: ignore[call-overload]
+    if "count" in test.tags:
+        values = [v for v in values if v]
+    return match_any(test.tags, values, _keys(test), _capture(test, state))
+
+
 _TESTS = {
     "header": _header_test, "exists": _exists_test, "size": _size_test,
     "address": _address_test, "envelope": _envelope_test, "hasflag": _hasflag_test,
-    "mailboxexists": _mailboxexists_test, "body": _body_test,
+    "mailboxexists": _mailboxexists_test, "body": _body_test, "string": _string_test,
 }

@@ -7,6 +7,8 @@ hostile pattern cannot make delivery backtrack exponentially.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
@@ -84,6 +86,49 @@ def glob(value: str, key: str) -> bool:
     return p == len(pat)
 
 
+def match_captures(tags: dict[str, object], value: str, key: str) -> list[str]:
+    """The match variables of a successful ``:matches`` (RFC 5229 §3.2): ``${0}`` the whole
+    value, then what each wildcard matched, in pattern order. Offsets are found on the folded
+    octets and cut from the original ones (ASCII folding keeps offsets), so case survives."""
+    comparator = str(tags.get("comparator") or "i;ascii-casemap")
+    spans = _spans(_octets(casefold(comparator, value)), _octets(casefold(comparator, key)))
+    original = _octets(value)
+    return [value] + [original[a:b].encode("latin-1").decode("utf-8", "replace")
+                      for a, b in spans]
+
+
+def _spans(value: str, key: str) -> list[tuple[int, int]]:
+    """``glob``'s walk, remembering where each wildcard started and ended: each "*" takes as
+    little as it can, the leftmost first; only the last "*" is ever widened."""
+    pat = _pattern(key)
+    v = p = 0
+    star_p, star_v, star_start = -1, 0, 0
+    caps: dict[int, tuple[int, int]] = {}
+    while v < len(value):
+        if p < len(pat) and pat[p] is not None and (
+            pat[p] == "?" or pat[p] == value[v] or pat[p] == "\\" + value[v]
+        ):
+            if pat[p] == "?":
+                caps[p] = (v, v + 1)
+            v += 1
+            p += 1
+        elif p < len(pat) and pat[p] is None:
+            star_p, star_v, star_start = p, v, v
+            caps[p] = (v, v)
+            p += 1
+        elif star_p >= 0:
+            star_v += 1
+            caps = {k: c for k, c in caps.items() if k < star_p}
+            caps[star_p] = (star_start, star_v)
+            v, p = star_v, star_p + 1
+        else:
+            return []
+    while p < len(pat) and pat[p] is None:
+        caps[p] = (v, v)
+        p += 1
+    return [c for _, c in sorted(caps.items())]
+
+
 def _octets(text: str) -> str:
     """The UTF-8 octets of ``text``, one character each."""
     return text.encode("utf-8", "surrogatepass").decode("latin-1")
@@ -108,11 +153,19 @@ def match_one(tags: dict[str, object], value: str, key: str) -> bool:
     return casefold(comparator, value) == casefold(comparator, key)
 
 
-def match_any(tags: dict[str, object], values: list[str], keys: list[str]) -> bool:
+def match_any(tags: dict[str, object], values: list[str], keys: list[str],
+              on_match: Callable[[str, str], None] | None = None) -> bool:
     """RFC 5228 §2.7.1: true if any value matches any key; :count counts the values
-    (RFC 5231 §4.2) and compares the number with each key."""
+    (RFC 5231 §4.2) and compares the number with each key. ``on_match`` hears the first
+    value and key that matched (for RFC 5229 match variables)."""
     if "count" in tags:
         comparator = str(tags.get("comparator") or "i;ascii-casemap")
         count = str(len(values))
         return any(relation(comparator, str(tags["count"]), count, k) for k in keys)
-    return any(match_one(tags, v, k) for v in values for k in keys)
+    for v in values:
+        for k in keys:
+            if match_one(tags, v, k):
+                if on_match is not None:
+                    on_match(v, k)
+                return True
+    return False

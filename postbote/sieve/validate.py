@@ -8,6 +8,7 @@ interpreter never looks at raw tokens.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .grammar import Command, Number, SieveError, StringList, Tag, Test
@@ -15,13 +16,14 @@ from .grammar import Command, Number, SieveError, StringList, Tag, Test
 # Capability names as ManageSieve's SIEVE capability lists them (RFC 5804 §1.7).
 EXTENSIONS: tuple[str, ...] = (
     "fileinto", "reject", "ereject", "envelope", "imap4flags", "copy", "vacation",
-    "subaddress", "mailbox", "body", "relational", "comparator-i;ascii-numeric",
+    "subaddress", "mailbox", "body", "relational", "comparator-i;ascii-numeric", "variables",
 )
 # Always available (RFC 5228 §2.7.3), but a script may still require them by name.
 _IMPLICIT = ("comparator-i;octet", "comparator-i;ascii-casemap")
 
 COMPARATORS = {"i;octet": None, "i;ascii-casemap": None,
                "i;ascii-numeric": "comparator-i;ascii-numeric"}
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RELATIONAL_OPS = ("gt", "ge", "lt", "le", "eq", "ne")
 
 
@@ -78,6 +80,7 @@ TESTS: dict[str, Spec] = {
     "hasflag": Spec(("strlist",), {**_COMPARATOR, **_MATCH}, "imap4flags"),
     "mailboxexists": Spec(("strlist",), {}, "mailbox"),
     "body": Spec(("strlist",), {**_COMPARATOR, **_MATCH, **_TRANSFORM}, "body"),
+    "string": Spec(("strlist", "strlist"), {**_COMPARATOR, **_MATCH}, "variables"),
 }
 
 COMMANDS: dict[str, Spec] = {
@@ -100,6 +103,12 @@ COMMANDS: dict[str, Spec] = {
     "setflag": Spec(("strlist",), {}, "imap4flags"),
     "addflag": Spec(("strlist",), {}, "imap4flags"),
     "removeflag": Spec(("strlist",), {}, "imap4flags"),
+    # RFC 5229 §4: one modifier per precedence level
+    "set": Spec(("string", "string"), {
+        "lower": TagSpec(None, "case"), "upper": TagSpec(None, "case"),
+        "lowerfirst": TagSpec(None, "first"), "upperfirst": TagSpec(None, "first"),
+        "quotewildcard": TagSpec(None, "quote"), "length": TagSpec(None, "length"),
+    }, "variables"),
 }
 
 
@@ -230,6 +239,9 @@ def _commands(commands: list[Command], requires: set[str], top: bool) -> None:
             seen_other = True
             _needs(cmd.line, cmd.name, spec.extension, requires)
             _resolve(cmd, spec, "command", requires)
+            if cmd.name == "set" and not _VARIABLE_NAME.fullmatch(str(cmd.positional[0])):
+                raise SieveError(cmd.line, f'invalid variable name "{cmd.positional[0]}"'
+                                           " (RFC 5229 §4: letters, digits and _)")
         if cmd.name in ("elsif", "else") and previous not in ("if", "elsif"):
             raise SieveError(cmd.line, f"{cmd.name} without a preceding if")
         _test_part(cmd, spec, "command", requires)

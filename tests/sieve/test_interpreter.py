@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from postbote.sieve import parse
+from postbote.sieve import SieveError, parse
 from postbote.sieve.interpreter import (
     Discard, FileInto, Keep, Limits, Message, Redirect, Reject, Vacation, run,
 )
@@ -234,3 +234,44 @@ def test_too_many_actions_is_a_runtime_error() -> None:
     script = 'require "fileinto";' + " ".join(f'fileinto "f{i}";' for i in range(40))
     outcome = run(parse(script), message(), Limits(max_actions=32))
     assert outcome.actions == [Keep()] and "actions" in (outcome.error or "")
+
+
+# -- variables (RFC 5229) --------------------------------------------------------------------
+
+def test_set_modifiers_and_expansion() -> None:
+    script = ('require ["variables", "fileinto"]; set "a" "X"; set :lower :upperfirst "b" "hELLO";'
+              ' set :length "n" "${b}!"; set :quotewildcard "q" "*?"; '
+              'fileinto "${a}-${B}-${n}-${q}-${unknown}-${a.b}";')
+    assert actions(script) == [FileInto("X-Hello-6-\\*\\?--${a.b}")]
+
+
+def test_matches_sets_match_variables_leftmost_shortest() -> None:
+    script = ('require ["variables", "fileinto"]; if address :matches "from" "*@*.*" '
+              '{ fileinto "${1}|${2}|${3}|${0}"; }')
+    assert actions(script) == [FileInto("wile+acme|Example|COM|wile+acme@Example.COM")]
+
+
+def test_failed_matches_keeps_the_earlier_match_variables() -> None:
+    script = ('require ["variables", "fileinto"]; if header :matches "subject" "*from*" {}'
+              ' if header :matches "subject" "nope*" {} fileinto "${2}";')
+    assert actions(script) == [FileInto(" the desert")]
+
+
+def test_string_test_count_ignores_empty_strings() -> None:
+    script = ('require ["variables", "relational", "fileinto"]; set "e" "";'
+              ' if string :count "eq" ["${e}", "a", "b"] "2" { fileinto "two"; }')
+    assert actions(script) == [FileInto("two")]
+
+
+def test_invalid_variable_name_is_a_parse_error() -> None:
+    with pytest.raises(SieveError) as info:
+        parse('require "variables";\nset "a-b" "x";')
+    assert info.value.line == 2 and "invalid variable name" in str(info.value)
+
+
+def test_expansion_does_not_change_the_cached_script() -> None:
+    script = parse('require ["variables", "fileinto"]; if header :matches "subject" "*" '
+                   '{ fileinto "${1}"; }')
+    first = run(script, message()).actions
+    other = message(RAW.replace(b"from the desert", b"elsewhere"))
+    assert run(script, other).actions != first

@@ -191,7 +191,8 @@ SIEVE_ATOMS = st.sampled_from([
     "header", "address", "envelope", "size", "not", "allof", "anyof", "exists", "true",
     ":is", ":contains", ":matches", ":over", ":comparator", ":copy", ":flags", "text:\n",
     "\n.\n", '"', '"x"', "[", "]", "(", ")", "{", "}", ",", ";", "\n", " ", "#", "/*", "*/",
-    "10K", "3", "\\", '"fileinto"', "vacation", ":days", "..",
+    "10K", "3", "\\", '"fileinto"', "vacation", ":days", "..", "set", "string", ":lower",
+    '"variables"', '"${1}"', '"a"', "require [\"variables\", \"fileinto\"];",
 ])
 
 

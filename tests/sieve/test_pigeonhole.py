@@ -99,6 +99,17 @@ SCRIPTS = [
     'require "fileinto";\nif header :is :comparator "i;octet" "subject" "[news] weekly digest" '
     '{ fileinto "Octet"; }',
     'require ["mailbox", "fileinto"];\nfileinto :create "Created";',
+    'require ["variables", "fileinto"];\nif header :matches "subject" "* of *" '
+    '{ fileinto "Of-${2}"; }',
+    'require ["variables", "fileinto"];\nset :upperfirst :lower "box" "hELLO";\n'
+    'if address :matches :localpart "from" "*.*" { fileinto "${box}-${2}"; }\n'
+    'else { fileinto "${box}"; }',
+    'require ["variables", "fileinto"];\nif header :matches "message-id" "<*-*@*>" '
+    '{ fileinto "${1}.${2}.${3}.${0}"; }',
+    'require ["variables", "fileinto", "relational", "comparator-i;ascii-numeric"];\n'
+    'set :length "n" "abcdef";\nset :quotewildcard "q" "a*b";\n'
+    'if allof (string :value "gt" :comparator "i;ascii-numeric" "${n}" "5",\n'
+    '          string :is "${q}" "a\\\\*b") { fileinto "Long"; }',
 ]
 
 
@@ -239,6 +250,10 @@ COMPILE_CASES = [
     ' :handle "h" :mime "r";',
     'require "reject"; reject text:\nhi\n..\n.\n;',
     'if size :over 10X {}',
+    'require "variables"; set "a.b" "x";',
+    'require "variables"; set :lower :upper "a" "x";',
+    'require "variables"; if string :is "${x}" "" { stop; }',
+    'set "a" "b";',
 ]
 
 
