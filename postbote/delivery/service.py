@@ -172,7 +172,7 @@ class DeliveryService:
                                envelope.ret, envelope.smtputf8, envelope.body)
 
     @staticmethod
-    def _outcome(r: Recipient, by_account: dict, handled: set[int] = set()) -> RecipientOutcome:
+    def _outcome(r: Recipient, by_account: dict, handled: frozenset[int] | set[int] = frozenset()) -> RecipientOutcome:
         """A recipient is accepted when any copy of it is stored or queued, or when its
         Sieve script discarded, rejected or redirected it: an alias that reaches several
         mailboxes must not be retried (and so duplicated) because one of them is full."""

@@ -11,6 +11,7 @@ RFC 5228 §2.10.6: a runtime error cancels every action and falls back to an imp
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from postbote.mail.charsets import decode_text
@@ -240,7 +241,7 @@ def _set(cmd: Command, state: _State) -> None:
     state.variables[name] = text[:MAX_VARIABLE_LENGTH]
 
 
-def _capture(test: Test, state: _State):  # type: ignore[no-untyped-def]
+def _capture(test: Test, state: _State) -> Callable[[str, str], None] | None:
     """The on_match hook that sets ${0}…${9} after a successful :matches (RFC 5229 §3.2)."""
     if state.variables is None or "matches" not in test.tags:
         return None
