@@ -95,7 +95,7 @@ class App:
             self.feed_bus = FeedBus(settings.data_path / "run" / "feed")
             self.feed_bus.carry_changes(self.store.changes)
             self.accounts.join(self.feed_bus)
-        self.delivery = DeliveryService(self.store)
+        self.delivery = DeliveryService(self.store, settings.hostname)
         self.resolver = Resolver(settings.dns)
         self.spam = SpamTrainer(self.store, self.executor)  # training from users' moves into and out of Junk
         self.filters: list[MessageFilter] = build_filters(self)
@@ -114,6 +114,7 @@ class App:
         await self.store.open()
         if self.feed_bus is not None:
             self.feed_bus.open(asyncio.get_running_loop())
+        self.delivery.watch_scripts()
         await ensure_domains(self.store, self.settings.domains)
         cert, key = await asyncio.get_running_loop().run_in_executor(
             self.executor, certificate_paths, self.settings)

@@ -23,6 +23,7 @@ from postbote import metrics
 from postbote.mail.headers import scan_header
 from postbote.store import (
     FLAG_NAMES,
+    Change,
     Delivered,
     DeliveryTarget,
     Flag,
@@ -92,6 +93,7 @@ RecipientOutcome = Accepted | TempFailure | PermFailure
 REDIRECT_MARK = b"X-Postbote-Sieve-Redirected"
 MAX_REDIRECT_HOPS = 3
 SCRIPT_CACHE_SIZE = 256
+ACTIVE_CACHE_SIZE = 100_000  # accounts whose active script (mostly: none) is remembered
 _KEYWORD_SPECIALS = set('(){%*"\\]')
 
 
@@ -114,6 +116,34 @@ class DeliveryService:
         self.on_queued: Callable[[], None] | None = None
         self.sieve_limits = si.Limits()
         self._scripts: OrderedDict[str, sieve.Script | sieve.SieveError] = OrderedDict()
+        # Each account's active script (or None), once read; kept only while the change
+        # feed is watched, since it is what says when a script changes.
+        self._active: OrderedDict[int, tuple[str, str] | None] = OrderedDict()
+        self._watching = False
+        self._generation = 0  # bumped by every script change: a read that overlapped one is not kept
+
+    def watch_scripts(self) -> None:
+        """Keep active scripts in memory from now on (call on the event loop, at start):
+        most deliveries then need no store read for them."""
+        self.store.changes.watch(self._script_changed)
+        self._watching = True
+
+    def _script_changed(self, change: Change) -> None:
+        if "sieve" in change.kinds:
+            self._generation += 1
+            self._active.pop(change.account_id, None)
+
+    async def _active_script(self, account_id: int) -> tuple[str, str] | None:
+        if account_id in self._active:
+            self._active.move_to_end(account_id)
+            return self._active[account_id]
+        generation = self._generation
+        active = await self.store.sieve_active(account_id)
+        if self._watching and generation == self._generation:
+            self._active[account_id] = active
+            if len(self._active) > ACTIVE_CACHE_SIZE:
+                self._active.popitem(last=False)
+        return active
 
     async def deliver(self, envelope: Envelope, source: bytes | Path, enforce_quota: bool = True,
                       mailbox: str = "INBOX") -> list[RecipientOutcome]:
@@ -196,7 +226,7 @@ class DeliveryService:
         raw: bytes | None = None
         for a in account_ids:
             default = _SievePlan([DeliveryTarget(a, mailbox, enforce_quota=enforce_quota)])
-            active = await self.store.sieve_active(a)
+            active = await self._active_script(a)
             if active is None:
                 plans[a] = default
                 continue

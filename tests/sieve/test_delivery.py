@@ -205,3 +205,15 @@ def test_keep_of_spam_goes_to_junk_unless_the_script_files_it_elsewhere(server) 
     assert deliver("your invoice") == [Accepted(ALICE)]
     assert [b"cheap pills" in m for m in mailbox_messages(server, ALICE, "Junk")] == [True]
     assert [b"invoice" in m for m in mailbox_messages(server, ALICE, "Archive")] == [True]
+
+
+def test_a_new_or_changed_script_applies_to_the_very_next_message(server) -> None:
+    # The first delivery finds no script (and remembers that); activating one must count at once.
+    send(server, ALICE, "before")
+    install(server, ALICE, 'require ["fileinto", "mailbox"]; fileinto :create "First";')
+    send(server, ALICE, "after")
+    install(server, ALICE, 'require ["fileinto", "mailbox"]; fileinto :create "Second";')
+    send(server, ALICE, "changed")
+    assert [b"before" in m for m in mailbox_messages(server, ALICE)] == [True]
+    assert [b"after" in m for m in mailbox_messages(server, ALICE, "First")] == [True]
+    assert [b"changed" in m for m in mailbox_messages(server, ALICE, "Second")] == [True]
