@@ -651,6 +651,53 @@ class SetMetadata:
     entries: tuple[tuple[str, bytes | None], ...]
 
 
+# RFC 5465 §5: the events NOTIFY names, in the RFC's spelling (compared case-insensitively).
+NOTIFY_EVENTS = {
+    name.upper(): name
+    for name in (
+        "MessageNew",
+        "MessageExpunge",
+        "FlagChange",
+        "AnnotationChange",
+        "MailboxName",
+        "SubscriptionChange",
+        "MailboxMetadataChange",
+        "ServerMetadataChange",
+        "QuotaChange",
+    )
+}
+NotifyFilterName = Literal[
+    "SELECTED", "SELECTED-DELAYED", "INBOXES", "PERSONAL", "SUBSCRIBED", "SUBTREE", "MAILBOXES"
+]
+
+
+@dataclass(frozen=True)
+class NotifyEvent:
+    """One event of an event group (RFC 5465 §5); a name NOTIFY_EVENTS does not know is kept
+    as sent, for the session to refuse with BADEVENT."""
+
+    name: str
+    fetch_atts: tuple[FetchItem, ...] = ()  # MessageNew (fetch-att ...), selected mailbox only
+
+
+@dataclass(frozen=True)
+class NotifyGroup:
+    """`(filter-mailboxes events)`: mailboxes for SUBTREE and MAILBOXES; no events is NONE."""
+
+    filter: NotifyFilterName
+    mailboxes: tuple[str, ...] = ()
+    events: tuple[NotifyEvent, ...] = ()
+
+
+@dataclass(frozen=True)
+class Notify:
+    """NOTIFY SET [STATUS] groups, or NOTIFY NONE when groups is empty (RFC 5465 §3.1)."""
+
+    tag: str
+    groups: tuple[NotifyGroup, ...] = ()
+    status: bool = False
+
+
 Command = Union[
     Capability,
     Noop,
@@ -692,4 +739,5 @@ Command = Union[
     Compress,
     GetMetadata,
     SetMetadata,
+    Notify,
 ]

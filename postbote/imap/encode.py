@@ -963,6 +963,33 @@ def _write_setmetadata(w: _CommandWriter, cmd: c.SetMetadata) -> None:
     w.text(")")
 
 
+def _write_notify(w: _CommandWriter, cmd: c.Notify) -> None:
+    if not cmd.groups:
+        w.text("NOTIFY NONE")
+        return
+    w.text("NOTIFY SET STATUS" if cmd.status else "NOTIFY SET")
+    for group in cmd.groups:
+        w.text(" (" + group.filter.lower())
+        if group.filter in ("SUBTREE", "MAILBOXES"):
+            w.sp()
+            if len(group.mailboxes) == 1:
+                w.mailbox(group.mailboxes[0])
+            else:
+                w.parens(group.mailboxes, w.mailbox)
+        w.sp()
+        if group.events:
+            w.parens(group.events, lambda event: w.text(_notify_event_text(event)))
+        else:
+            w.text("NONE")
+        w.text(")")
+
+
+def _notify_event_text(event: c.NotifyEvent) -> str:
+    if not event.fetch_atts:
+        return event.name
+    return event.name + " (" + " ".join(fetch_item_text(i) for i in event.fetch_atts) + ")"
+
+
 def _write_simple(w: _CommandWriter, cmd: c.Command) -> bool:
     """Commands that are a name, or a name and mailboxes/strings; False if not one of them."""
     match cmd:
@@ -1064,6 +1091,7 @@ _COMMAND_WRITERS: dict[type, Callable[..., None]] = {
     c.Id: _write_id,
     c.GetMetadata: _write_getmetadata,
     c.SetMetadata: _write_setmetadata,
+    c.Notify: _write_notify,
 }
 
 

@@ -994,6 +994,62 @@ def _store(g: _Grammar, tag: str, uid: bool) -> c.Command:
     return c.Store(tag, sequence, mode, flags, silent, unchangedsince, uid)
 
 
+_NOTIFY_FILTERS = frozenset(
+    "SELECTED SELECTED-DELAYED INBOXES PERSONAL SUBSCRIBED SUBTREE MAILBOXES".split()
+)
+
+
+def _notify(g: _Grammar, tag: str, uid: bool) -> c.Command:
+    """RFC 5465 §8: `NOTIFY NONE` or `NOTIFY SET [STATUS] event-group *(SP event-group)`."""
+    g.sp()
+    verb = g.keyword("SET or NONE")
+    if verb == "NONE":
+        return c.Notify(tag)
+    if verb != "SET":
+        raise _Bad("expected NOTIFY SET or NOTIFY NONE")
+    g.sp()
+    status = g.peek_keyword() == "STATUS"
+    if status:
+        g.keyword("STATUS")
+        g.sp()
+    groups = [_notify_group(g)]
+    while g.c.accept(b" "):
+        groups.append(_notify_group(g))
+    return c.Notify(tag, tuple(groups), status)
+
+
+def _notify_group(g: _Grammar) -> c.NotifyGroup:
+    g.open_paren("an event group")
+    name = g.keyword("a mailbox filter")
+    if name not in _NOTIFY_FILTERS:
+        raise _Bad(f"unknown mailbox filter {name}")
+    mailboxes: tuple[str, ...] = ()
+    if name in ("SUBTREE", "MAILBOXES"):
+        g.sp()
+        if g.c.peek() == _LPAREN:
+            mailboxes = tuple(g.paren_list(g.mailbox, "the mailbox list", empty=False))
+        else:
+            mailboxes = (g.mailbox(),)
+    g.sp()
+    events: tuple[c.NotifyEvent, ...] = ()
+    if g.c.peek() == _LPAREN:
+        events = tuple(g.paren_list(lambda: _notify_event(g), "the event list", empty=False))
+    elif g.keyword("an event list or NONE") != "NONE":
+        raise _Bad("expected an event list or NONE")
+    g.close_paren("the event group")
+    return c.NotifyGroup(name, mailboxes, events)  # type: ignore[arg-type]
+
+
+def _notify_event(g: _Grammar) -> c.NotifyEvent:
+    raw = g.atom("an event")
+    name = c.NOTIFY_EVENTS.get(raw.upper(), raw)
+    if name != "MessageNew" or g.c.peek() != _SP or g.c.peek(1) != _LPAREN:
+        return c.NotifyEvent(name)
+    g.sp()
+    atts = g.paren_list(g.fetch_att, "the MessageNew fetch attributes", empty=False)
+    return c.NotifyEvent(name, tuple(atts))
+
+
 def _copy_like(cls: type[c.Copy] | type[c.Move]) -> Handler:
     def parse(g: _Grammar, tag: str, uid: bool) -> c.Command:
         g.sp()
@@ -1163,6 +1219,7 @@ _HANDLERS: dict[str, Handler] = {
     "COMPRESS": _compress,
     "GETMETADATA": _getmetadata,
     "SETMETADATA": _setmetadata,
+    "NOTIFY": _notify,
 }
 
 _SEARCH_ARGUMENTS: dict[str, Callable[[_Grammar, str], c.SearchKey]] = {

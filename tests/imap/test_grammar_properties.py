@@ -333,6 +333,44 @@ commands = st.one_of(
     ),
 )
 
+# --- NOTIFY (RFC 5465) ---------------------------------------------------------------------------
+
+notify_event_names = st.one_of(
+    st.sampled_from(sorted(c.NOTIFY_EVENTS.values())),
+    ascii_words.filter(lambda word: word not in c.NOTIFY_EVENTS and word != "NONE"),
+)
+notify_events = st.one_of(
+    st.builds(c.NotifyEvent, notify_event_names),
+    st.builds(
+        c.NotifyEvent,
+        st.just("MessageNew"),
+        st.lists(fetch_items, min_size=1, max_size=3).map(tuple),
+    ),
+)
+
+
+@st.composite
+def notify_groups(draw: st.DrawFn) -> c.NotifyGroup:
+    name = draw(
+        st.sampled_from(
+            ["SELECTED", "SELECTED-DELAYED", "INBOXES", "PERSONAL", "SUBSCRIBED", "SUBTREE", "MAILBOXES"]
+        )
+    )
+    names: tuple[str, ...] = ()
+    if name in ("SUBTREE", "MAILBOXES"):
+        names = tuple(draw(st.lists(mailboxes, min_size=1, max_size=3)))
+    events = tuple(draw(st.lists(notify_events, max_size=4)))
+    return c.NotifyGroup(name, names, events)  # type: ignore[arg-type]
+
+
+notifies = st.one_of(
+    st.builds(c.Notify, tags),
+    st.builds(
+        c.Notify, tags, st.lists(notify_groups(), min_size=1, max_size=3).map(tuple), st.booleans()
+    ),
+)
+commands = st.one_of(commands, notifies)
+
 # --- helpers -------------------------------------------------------------------------------------
 
 
