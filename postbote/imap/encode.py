@@ -255,6 +255,7 @@ UNKNOWN_CTE = ResponseCode("UNKNOWN-CTE")
 UIDNOTSTICKY = ResponseCode("UIDNOTSTICKY")
 COMPRESSIONACTIVE = ResponseCode("COMPRESSIONACTIVE")
 USEATTR = ResponseCode("USEATTR")
+NOTIFICATIONOVERFLOW = ResponseCode("NOTIFICATIONOVERFLOW")  # RFC 5465 §5.8
 
 
 def _set(value: SequenceSet | int | Iterable[int]) -> SequenceSet:
@@ -317,6 +318,11 @@ def code_badcharset(charsets: Iterable[str] = ()) -> ResponseCode:
 def code_mailboxid(object_id: str) -> ResponseCode:
     """RFC 8474."""
     return ResponseCode("MAILBOXID", ((Atom(object_id),),))
+
+
+def code_badevent(events: Iterable[str]) -> ResponseCode:
+    """RFC 5465 §3.1: `[BADEVENT (MessageNew ...)]` lists the events the server supports."""
+    return ResponseCode("BADEVENT", (tuple(Atom(name) for name in events),))
 
 
 def code_appendlimit(octets: int) -> ResponseCode:

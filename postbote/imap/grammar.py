@@ -1385,6 +1385,11 @@ class ImapCommandParser:
         return self._state is _State.AWAIT
 
     @property
+    def between_commands(self) -> bool:
+        """No command is partly received: unsolicited responses may go out (RFC 5465 §3)."""
+        return self._state is _State.LINE and not self._lines
+
+    @property
     def buffered(self) -> int:
         """Bytes received and not yet consumed (for backpressure)."""
         return len(self._buffer) - self._pos

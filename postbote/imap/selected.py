@@ -164,6 +164,11 @@ class SelectedMailbox:
         return True
 
     @property
+    def pending_new(self) -> list[int]:
+        """UIDs the next announce() will number (NOTIFY fetches them right after)."""
+        return list(self._new)
+
+    @property
     def has_pending(self) -> bool:
         return bool(self._expunged or self._new or self._flags)
 
@@ -174,8 +179,11 @@ class SelectedMailbox:
         self._told_keywords = frozenset(self.keywords)
         return [name for _, name in SYSTEM_FLAG_NAMES] + sorted(self.keywords)
 
-    def announce(self, style: AnnounceStyle, *, allow_expunge: bool) -> list[bytes]:
-        """Untagged responses for what is pending, in an order that keeps numbers right."""
+    def announce(self, style: AnnounceStyle, *, allow_expunge: bool, flags: bool = True) -> list[bytes]:
+        """Untagged responses for what is pending, in an order that keeps numbers right.
+
+        `flags=False` keeps flag changes pending (NOTIFY without FlagChange, RFC 5465 §5.1):
+        they go out with the next command instead."""
         out: list[bytes] = []
         if self.keywords != self._told_keywords:  # a new keyword: FLAGS again, before its FETCH
             out.append(encode.flags(self.defined_flags()))
@@ -191,6 +199,8 @@ class SelectedMailbox:
             out.append(encode.exists(self.exists))
             if style.rev1:
                 out.append(encode.recent(len(self.recent)))
+        if not flags:
+            return out
         for uid in sorted(self._flags):
             seq = self.seq_of(uid)
             if seq is None or uid in self._expunged:

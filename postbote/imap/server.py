@@ -260,6 +260,10 @@ class ImapConnection:
             if self._stop:
                 raise _Closed("shutdown", _SHUTDOWN)
             await self.stream.flush(self.limits.command_timeout)
+            while self.session.has_backlog and self.parser.between_commands:
+                # RFC 5465 §3: what NOTIFY learnt during the last command, now that it is done
+                await self.session.notifications()
+                await self.stream.flush(self.limits.command_timeout)
             data = await self._next_input()
             if not data:
                 return
@@ -271,10 +275,11 @@ class ImapConnection:
         return self.limits.imap_idle_timeout
 
     async def _next_input(self) -> bytes:
-        """The next bytes from the client; during IDLE, changes are announced meanwhile."""
+        """The next bytes from the client; during IDLE or with NOTIFY on, changes are announced
+        meanwhile."""
         if self.stream.pending_inflate():
             return await self.stream.read()
-        if self.idle_tag is None and self._read_task is None:
+        if self.idle_tag is None and self._read_task is None and not self.session.notifying:
             return await self._read_plain()
         deadline = time.monotonic() + self._timeout()
         while True:
@@ -283,7 +288,10 @@ class ImapConnection:
             waiters: set[asyncio.Future] = {self._read_task}
             change = None
             sub = self.session.subscription
-            if self.idle_tag is not None and sub is not None:
+            # RFC 5465 §3: NOTIFY's responses may come at any time, but never inside a command,
+            # not even one whose literal is still arriving
+            watching = self.idle_tag is not None or self.session.notifying
+            if watching and sub is not None and self.parser.between_commands:
                 change = asyncio.ensure_future(sub.wait())
                 waiters.add(change)
             self._waiting = True
@@ -298,7 +306,7 @@ class ImapConnection:
                 task, self._read_task = self._read_task, None
                 return task.result()
             if change is not None and change in done:
-                await self.session.idle_changed(change.result())
+                await self.session.notifications(change.result(), idle=self.idle_tag is not None)
                 await self.stream.flush(self.limits.command_timeout)
                 continue
             raise _Closed("autologout", encode.bye("autologout: idle too long"))
@@ -415,7 +423,7 @@ class ImapConnection:
         if self.session.state is State.NOT_AUTHENTICATED:
             self._bad(encode.bad(cmd.tag, "log in first", encode.CLIENTBUG))
             return
-        await self.session.idle_changed([])
+        await self.session.notifications((), idle=True)
         self.idle_tag = cmd.tag
         self.parser.start_idle(cmd.tag)
         self._send(encode.continuation("idling"))

@@ -18,7 +18,7 @@ import codecs
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -29,6 +29,7 @@ from postbote.imap import encode
 from postbote.imap.encode import ResponseCode
 from postbote.imap.fetch import FetchError, FetchPlan, Structure, fast_fetch, fetch_items, load_parsed
 from postbote.imap.grammar import ImapCommandParser
+from postbote.imap.notify import SUPPORTED_EVENTS, NotifyState, check
 from postbote.imap.search import (
     Candidate,
     HeaderView,
@@ -56,6 +57,7 @@ FETCH_BATCH = 500
 METADATA_MAXSIZE = 64 * 1024  # RFC 5464: octets of one value
 METADATA_MAX_ENTRIES = 1000  # per account
 SEARCH_BATCH = 1000
+NOTIFY_BACKLOG = 256  # changes kept during commands; beyond, NOTIFICATIONOVERFLOW
 SPECIAL_USES = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash")
 ENABLEABLE = ("IMAP4REV2", "UTF8=ACCEPT", "CONDSTORE", "QRESYNC")
 _SORT_THREAD = ("SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES")
@@ -184,6 +186,11 @@ class ImapSession:
         self.compressed = False
         self._dispatch = self._handlers()
         self.recent_claims = recent_claims or RecentClaims()
+        self.notify: NotifyState | None = None  # NOTIFY SET in force (RFC 5465)
+        self._backlog: list[Change] = []  # changes of other mailboxes taken during a command
+        self._stale = False  # the selected mailbox changed and was not re-read yet
+        self._names: dict[int, str] = {}  # mailbox id -> name, kept while NOTIFY is on
+        self._subscribed: set[str] = set()  # kept while NOTIFY needs it
 
     # -- capabilities ---------------------------------------------------------------------
 
@@ -201,7 +208,7 @@ class ImapSession:
                  "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE", "CONDSTORE", "QRESYNC",
                  "ESEARCH", "SEARCHRES", "WITHIN", "QUOTA", "QUOTA=RES-STORAGE", "STATUS=SIZE",
                  f"APPENDLIMIT={self.policy.append_limit}", "UTF8=ACCEPT", "MULTIAPPEND", "BINARY",
-                 "SAVEDATE", "OBJECTID", "PREVIEW", "METADATA", *_SORT_THREAD]
+                 "SAVEDATE", "OBJECTID", "PREVIEW", "METADATA", "NOTIFY", *_SORT_THREAD]
         if not self.compressed:
             caps.append("COMPRESS=DEFLATE")
         return caps
@@ -266,6 +273,7 @@ class ImapSession:
             c.GetQuota: self.do_getquota, c.GetQuotaRoot: self.do_getquotaroot,
             c.SetQuota: self.do_setquota, c.Sort: self.do_sort, c.Thread: self.do_thread,
             c.GetMetadata: self.do_getmetadata, c.SetMetadata: self.do_setmetadata,
+            c.Notify: self.do_notify,
         }
 
     async def _finish(self, cmd: c.Command, *, allow_expunge: bool) -> None:
@@ -283,6 +291,10 @@ class ImapSession:
             return
         changes = [*taken, *self.subscription.take()]
         relevant = [ch for ch in changes if ch.mailbox_id in (sel.mailbox_id, 0)]
+        if self.notify is not None:
+            self._keep_for_notify(changes)
+        if self._stale:
+            force, self._stale = True, False
         if not force and not relevant:
             return
         if not force and all(ch.kinds == {"flags"} and ch.mailbox_id for ch in relevant):
@@ -307,6 +319,181 @@ class ImapSession:
         await self.refresh(taken=changes)
         for line in self.selected.announce(self.enabled.style(), allow_expunge=True):
             self.out.send(line)
+
+    # -- NOTIFY (RFC 5465) ---------------------------------------------------------------------
+
+    @property
+    def notifying(self) -> bool:
+        return self.notify is not None
+
+    @property
+    def has_backlog(self) -> bool:
+        return bool(self._backlog)
+
+    def _keep_for_notify(self, changes: Sequence[Change]) -> None:
+        """Changes a command's refresh took that NOTIFY still has to report once it is done."""
+        selected_id = self.selected.mailbox_id if self.selected is not None else -1
+        for change in changes:
+            if change.mailbox_id == selected_id and not change.kinds & {"mailbox", "subscription"}:
+                continue
+            if not change.kinds & {"new", "flags", "expunge", "mailbox", "subscription", "overflow"}:
+                continue  # e.g. {"sieve"}: nothing NOTIFY reports
+            if len(self._backlog) >= NOTIFY_BACKLOG:
+                self._backlog = [Change(change.account_id, 0, 0, frozenset({"overflow"}))]
+            else:
+                self._backlog.append(change)
+
+    async def do_notify(self, cmd: c.Notify) -> None:
+        if not cmd.groups:
+            self._notify_off()  # RFC 5465 §3.1: NOTIFY NONE
+            return
+        refusal = check(cmd)
+        if refusal is not None:
+            code = encode.code_badevent(SUPPORTED_EVENTS) if refusal.badevent else encode.CLIENTBUG
+            raise Answer(refusal.status, refusal.text, code)
+        self.notify = NotifyState.of(cmd)
+        self._backlog = []
+        await self._load_names()
+        if cmd.status:  # RFC 5465 §3.1: the STATUS indicator
+            for mailbox_id, name in sorted(self._names.items(), key=lambda pair: pair[1]):
+                if not self._is_selected(mailbox_id) and self.notify.status_wanted(name, self._subscribed):
+                    await self._send_status(mailbox_id, name)
+
+    def _notify_off(self) -> None:
+        self.notify = None
+        self._backlog = []
+        self._names = {}
+        self._subscribed = set()
+
+    def _is_selected(self, mailbox_id: int) -> bool:
+        return self.selected is not None and self.selected.mailbox_id == mailbox_id
+
+    async def _load_names(self) -> None:
+        mailboxes = await self.store.list_mailboxes(self._account().id)
+        self._names = {m.id: m.name for m in mailboxes}
+        if self.notify is not None and self.notify.needs_subscriptions:
+            self._subscribed = set(await self.store.list_subscriptions(self._account().id))
+
+    async def notifications(self, changes: Sequence[Change] = (), *, idle: bool = False) -> None:
+        """Unsolicited responses between commands: what NOTIFY asked for, or, without NOTIFY,
+        what IDLE reports (RFC 5465 §4: with NOTIFY on, NOTIFY decides what IDLE reports)."""
+        if self.notify is None:
+            if idle:
+                await self.idle_changed(changes)
+            return
+        taken = [*self._backlog, *changes, *(self.subscription.take() if self.subscription else ())]
+        self._backlog = []
+        if any("overflow" in change.kinds for change in taken):
+            self._overflow()
+            return
+        mine = [ch for ch in taken if self._is_selected(ch.mailbox_id)]
+        if mine:
+            await self._notify_selected(mine)
+        if any("mailbox" in change.kinds for change in taken):
+            await self._mailboxes_changed()
+        if any("subscription" in change.kinds for change in taken):
+            await self._subscriptions_changed()
+        await self._notify_status(taken)
+
+    def _overflow(self) -> None:
+        """RFC 5465 §5.8: too much to tell; NOTIFY turns itself off and the client resyncs."""
+        self.out.send(encode.untagged("OK", "too many changes, NOTIFY is off", encode.NOTIFICATIONOVERFLOW))
+        self._notify_off()
+        self._stale = True
+
+    async def _notify_selected(self, changes: Sequence[Change]) -> None:
+        """RFC 5465 §5.1-§5.3: EXISTS, EXPUNGE (not with selected-delayed) and FETCH."""
+        assert self.notify is not None
+        sel, events = self.selected, self.notify.selected
+        if sel is None or not events:
+            self._stale = True  # not asked for: told with the next command, as usual
+            return
+        await self.refresh(taken=changes)
+        fresh = sel.pending_new
+        for line in sel.announce(self.enabled.style(), allow_expunge=not self.notify.delayed,
+                                 flags="FlagChange" in events):
+            self.out.send(line)
+        if fresh and self.notify.fetch_atts:
+            await self._fetch_new(sel, fresh, self.notify.fetch_atts)
+
+    async def _fetch_new(self, sel: SelectedMailbox, uids: list[int], atts: Sequence[c.FetchItem]) -> None:
+        """RFC 5465 §5.2: MessageNew (fetch-att ...) sends a FETCH for each new message."""
+        items = list(atts)
+        if not any(isinstance(i, c.FetchAtt) and i.name == "UID" for i in items):
+            items.insert(0, c.FetchAtt("UID"))
+        if self.enabled.condstore and not any(isinstance(i, c.FetchAtt) and i.name == "MODSEQ" for i in items):
+            items.append(c.FetchAtt("MODSEQ"))
+        plan = FetchPlan.of(items, True)  # read-only: a notification never sets \Seen
+        uids = [uid for uid in uids if sel.seq_of(uid) is not None]
+        parsed: dict[int, dict] = {}
+        if plan.needs_parse:
+            pairs = await self.store.messages_with_parsed(sel.mailbox_id, uids, plan.parse_keys)
+            batch = [m for m, _ in pairs]
+            parsed = {m.blob_id: p for m, p in pairs}
+        else:
+            batch = await self.store.messages_by_uid(sel.mailbox_id, uids)
+        await self._fetch_batch(sel, batch, plan, parsed)
+
+    def _wants(self, name: str, event_name: str, subscribed: Collection[str] | None = None) -> bool:
+        assert self.notify is not None
+        return event_name in self.notify.events_for(name, self._subscribed if subscribed is None else subscribed)
+
+    async def _mailboxes_changed(self) -> None:
+        """RFC 5465 §5.4 MailboxName: a LIST for each created, deleted or renamed mailbox."""
+        old = self._names
+        mailboxes = await self.store.list_mailboxes(self._account().id)
+        self._names = {m.id: m.name for m in mailboxes}
+        listing = MailboxListing(mailboxes, self._subscribed)
+        for mailbox_id, name in self._names.items():
+            before = old.get(mailbox_id)
+            if before == name:
+                continue
+            if self._wants(name, "MailboxName") or (before is not None and self._wants(before, "MailboxName")):
+                attributes = listing.attributes(name, listing.by_name[name], set())
+                self.out.send(encode.list_response(name, DELIMITER, attributes, utf8=self.utf8, oldname=before))
+        for mailbox_id, name in old.items():
+            if mailbox_id not in self._names and self._wants(name, "MailboxName"):
+                self.out.send(encode.list_response(name, DELIMITER, ["\\NonExistent"], utf8=self.utf8))
+
+    async def _subscriptions_changed(self) -> None:
+        """RFC 5465 §5.5 SubscriptionChange: a LIST with or without \\Subscribed."""
+        assert self.notify is not None
+        if not self.notify.needs_subscriptions:
+            return
+        old = self._subscribed
+        self._subscribed = set(await self.store.list_subscriptions(self._account().id))
+        for name in sorted(old ^ self._subscribed):
+            if self._wants(name, "SubscriptionChange", old | self._subscribed):
+                attributes = ["\\Subscribed"] if name in self._subscribed else []
+                self.out.send(encode.list_response(name, DELIMITER, attributes, utf8=self.utf8))
+
+    async def _notify_status(self, changes: Sequence[Change]) -> None:
+        """RFC 5465 §5.2-§5.3: a STATUS for another mailbox whose messages changed."""
+        assert self.notify is not None
+        kinds: dict[int, set[str]] = {}
+        for change in changes:
+            if change.mailbox_id and change.kinds & {"new", "flags", "expunge"}:
+                kinds.setdefault(change.mailbox_id, set()).update(change.kinds)
+        for mailbox_id, found in kinds.items():
+            if self._is_selected(mailbox_id) or self.notify is None:
+                continue
+            name = self._names.get(mailbox_id)
+            if name is None:
+                await self._load_names()
+                name = self._names.get(mailbox_id)
+            if name is not None and self.notify.reports(name, found, self._subscribed):
+                await self._send_status(mailbox_id, name)
+
+    async def _send_status(self, mailbox_id: int, name: str) -> None:
+        try:
+            status = await self.store.mailbox_status(mailbox_id)
+        except NotFound:
+            return
+        items: list[tuple[str, int]] = [("MESSAGES", status.messages), ("UIDNEXT", status.uidnext),
+                                        ("UIDVALIDITY", status.uidvalidity), ("UNSEEN", status.unseen)]
+        if self.enabled.condstore:
+            items.append(("HIGHESTMODSEQ", status.highestmodseq))
+        self.out.send(encode.status(name, items, utf8=self.utf8))
 
     def close(self) -> None:
         if self.subscription is not None:
@@ -441,11 +628,19 @@ class ImapSession:
             raise _no(f"mailbox {cmd.new_name} exists already", encode.ALREADYEXISTS) from None
 
     async def do_subscribe(self, cmd: c.Subscribe) -> None:
-        await self._mailbox(cmd.mailbox)
+        mailbox = await self._mailbox(cmd.mailbox)
         await self.store.subscribe(self._account().id, cmd.mailbox)
+        self._announce_subscription(mailbox.id)
 
     async def do_unsubscribe(self, cmd: c.Unsubscribe) -> None:
         await self.store.unsubscribe(self._account().id, cmd.mailbox)
+        mailbox = await self.store.get_mailbox(self._account().id, cmd.mailbox)
+        self._announce_subscription(mailbox.id if mailbox is not None else 0)
+
+    def _announce_subscription(self, mailbox_id: int) -> None:
+        """The store does not publish subscription changes; NOTIFY SubscriptionChange (RFC
+        5465 §5.5) needs other sessions to hear of them, so the change feed is told here."""
+        self.store.changes.publish(Change(self._account().id, mailbox_id, 0, frozenset({"subscription"})))
 
     async def do_list(self, cmd: c.List) -> None:
         if cmd.patterns == ("",) and not cmd.selection_options:
