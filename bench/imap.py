@@ -100,7 +100,8 @@ def start_postbote(root: Path, accounts: int, messages: int) -> tuple[subprocess
     port = free_port()
     config = root / "postbote.toml"
     off = "\n".join(f"{name} = []" for name in
-                    ("smtp", "submission", "submissions", "lmtp", "imaps", "pop3", "pop3s", "http"))
+                    ("smtp", "submission", "submissions", "lmtp", "imaps", "pop3", "pop3s", "http",
+                     "managesieve"))
     config.write_text(f'domains = ["{DOMAIN}"]\n\n[listen]\nimap = ["127.0.0.1:{port}"]\n{off}\n\n'
                       '[limits]\nmax_connections = 30000\n\n[log]\nlevel = "warning"\n')
     proc = subprocess.Popen([sys.executable, "-m", "postbote", "serve", "--config", str(config),

@@ -112,7 +112,8 @@ def postbote_config(folder: Path, dns: DnsServer, sink_port: int) -> tuple[Path,
              "[dns]", f'nameservers = ["{dns.address}"]', "[outbound]", f"port = {sink_port}",
              'retry_schedule = ["1h"]', "poll_interval = 0.2", "[log]", 'level = "warning"', "[listen]"]
     lines += [f'{name} = ["127.0.0.1:{port}"]' for name, port in ports.items()]
-    lines += [f"{name} = []" for name in ("submissions", "imap", "imaps", "pop3", "pop3s", "http")]
+    lines += [f"{name} = []" for name in ("submissions", "imap", "imaps", "pop3", "pop3s", "http",
+                                                     "managesieve")]
     path = folder / "postbote.toml"
     path.write_text("\n".join(lines) + "\n")
     return path, ports

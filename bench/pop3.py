@@ -73,7 +73,8 @@ def start_postbote(root: Path, clients: int, messages: int, size: int, password_
     port = free_port()
     config = root / "postbote.toml"
     off = "\n".join(f"{name} = []" for name in
-                    ("smtp", "submission", "submissions", "lmtp", "imap", "imaps", "pop3s", "http"))
+                    ("smtp", "submission", "submissions", "lmtp", "imap", "imaps", "pop3s", "http",
+                     "managesieve"))
     config.write_text(f'domains = ["{DOMAIN}"]\n\n[listen]\npop3 = ["127.0.0.1:{port}"]\n{off}\n\n'
                       '[log]\nlevel = "warning"\n')
     proc = subprocess.Popen([sys.executable, "-m", "postbote", "serve", "--config", str(config),

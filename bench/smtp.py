@@ -41,7 +41,8 @@ def start_postbote(tmp: Path, dns: DnsServer, workers: int = 1) -> tuple[subproc
     so inbound checks (SPF, DKIM, DMARC) run but never leave the machine."""
     tmp.mkdir(parents=True)
     port = free_port()
-    ports = {name: free_port() for name in ("submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")}
+    ports = {name: free_port() for name in ("submission", "submissions", "imap", "imaps", "pop3", "pop3s",
+                                                 "http", "managesieve")}
     config = tmp / "postbote.toml"
     config.write_text(
         f'data_dir = "{tmp / "data"}"\ndomains = ["{DOMAIN}"]\nworker_threads = {THREADS}\n'

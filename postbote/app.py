@@ -87,14 +87,14 @@ class App:
         self.settings = settings
         self.prebound = prebound or {}
         self.shared_store = shared_store
-        self.feed_bus: FeedBus | None = None
         self.executor = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="work")
         self.store: Store = open_store(settings.data_path, workers=settings.worker_threads)
         self.accounts = AccountService(self.store, settings.limits)
-        if shared_store:  # the other workers hear of this one's store changes and logins
-            self.feed_bus = FeedBus(settings.data_path / "run" / "feed")
-            self.feed_bus.carry_changes(self.store.changes)
-            self.accounts.join(self.feed_bus)
+        # Other processes share the store (the other workers, admin commands): this one
+        # hears of their store changes and logins, and they of its.
+        self.feed_bus = FeedBus(settings.data_path / "run" / "feed")
+        self.feed_bus.carry_changes(self.store.changes)
+        self.accounts.join(self.feed_bus)
         self.delivery = DeliveryService(self.store, settings.hostname)
         self.resolver = Resolver(settings.dns)
         self.spam = SpamTrainer(self.store, self.executor)  # training from users' moves into and out of Junk
@@ -112,8 +112,7 @@ class App:
 
     async def start(self) -> None:
         await self.store.open()
-        if self.feed_bus is not None:
-            self.feed_bus.open(asyncio.get_running_loop())
+        self.feed_bus.open(asyncio.get_running_loop())
         self.delivery.watch_scripts()
         await ensure_domains(self.store, self.settings.domains)
         cert, key = await asyncio.get_running_loop().run_in_executor(
@@ -142,8 +141,7 @@ class App:
         await asyncio.gather(*(lst.drain(grace) for lst in self.listeners))
         if self.queue is not None:  # let outbound transactions in flight finish
             await self.queue.stop(grace)
-        if self.feed_bus is not None:
-            self.feed_bus.close(asyncio.get_running_loop())
+        self.feed_bus.close(asyncio.get_running_loop())
         await self.spam.idle()  # finish training started by sessions before the store closes
         await self.store.close()
         self.executor.shutdown(wait=False)

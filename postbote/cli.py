@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import re
 import sys
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ from postbote.config import ConfigError, Settings, load_settings
 from postbote.listener import ListenError
 from postbote.mail.address import AddressError, normalize_domain, parse_address
 from postbote.store import Store, StoreError, open_store
+from postbote.store.feedbus import FeedBus
 
 
 class CliError(Exception):
@@ -507,10 +509,15 @@ async def _with_store(fn: Callable[..., Awaitable[None]], settings: Settings, ar
 
     store = open_store(settings.data_path, workers=2)
     await store.open()
+    # A running server caches some of the store (active Sieve scripts): tell it what changed.
+    bus = FeedBus(settings.data_path / "run" / "feed", name=f"admin-{os.getpid()}")
+    bus.carry_changes(store.changes)
+    bus.open(None)
     try:
         await ensure_domains(store, settings.domains)
         await fn(store, args, settings)
     finally:
+        bus.close(None)
         await store.close()
 
 

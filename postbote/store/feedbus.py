@@ -1,7 +1,9 @@
-"""Notices between the worker processes of ``serve --workers N``.
+"""Notices between the processes that share a store: the workers of ``serve``
+(one or ``--workers N``) and the admin commands run beside them.
 
 Each worker binds a Unix datagram socket in ``DATA/run/feed/`` and sends its
-notices to the sockets of the others. A notice is one datagram, a kind and
+notices to the sockets of the others; an admin command only sends (its
+changes, e.g. a Sieve script activated, must reach the server's caches). A notice is one datagram, a kind and
 its payload: ``KIND SP PAYLOAD``, where KIND is a short lowercase word that
 names the receiver (``change`` for the store's change feed, ``auth`` for the
 brute-force throttle) and PAYLOAD is bytes only that receiver reads.
@@ -83,6 +85,7 @@ class FeedBus:
         self.folder = folder
         self.path = folder / f"{name or os.getpid()}.sock"
         self._sock: socket.socket | None = None
+        self._listening = False
         self._handlers: dict[str, Handler] = {}
         self._feed: ChangeFeed | None = None
         self._peers: list[str] = []
@@ -101,26 +104,33 @@ class FeedBus:
         self._feed = feed
         self.on(CHANGE, self._change_received)
 
-    def open(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.path.unlink(missing_ok=True)
+    def open(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Bind this process's socket and hear the others on ``loop``; with no loop, only
+        send (an admin command: its changes must reach the running server, which has
+        nothing to tell it back)."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.bind(str(self.path))
         sock.setblocking(False)
+        if loop is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.path.unlink(missing_ok=True)
+            sock.bind(str(self.path))
+            loop.add_reader(sock.fileno(), self._receive)
         self._sock = sock
-        loop.add_reader(sock.fileno(), self._receive)
+        self._listening = loop is not None
         if self._feed is not None:
             self._feed.forward = self._send_change
 
-    def close(self, loop: asyncio.AbstractEventLoop) -> None:
+    def close(self, loop: asyncio.AbstractEventLoop | None) -> None:
         if self._sock is None:
             return
         if self._feed is not None:
             self._feed.forward = None
-        loop.remove_reader(self._sock.fileno())
+        if loop is not None and self._listening:
+            loop.remove_reader(self._sock.fileno())
         self._sock.close()
         self._sock = None
-        self.path.unlink(missing_ok=True)
+        if self._listening:
+            self.path.unlink(missing_ok=True)
 
     def _peer_paths(self) -> list[str]:
         """The other workers' sockets. Read again when the folder changed (a worker

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import socket
 import subprocess
@@ -11,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
-SERVICES = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")
+from postbote.config import ServiceSettings
+
+# Every listener the dev instance opens by default (LMTP and HTTPS are off), each given a free
+# port by the tests so that no test server takes a fixed one.
+SERVICES = tuple(f.name for f in dataclasses.fields(ServiceSettings) if f.name not in ("lmtp", "https"))
 
 
 def free_port() -> int:
@@ -138,3 +143,36 @@ def test_serve_refuses_to_start_when_a_port_is_taken(tmp_path):
     assert f"cannot listen on 127.0.0.1:{ports['smtp']} for smtp: address already in use" in r.stderr
     assert "Traceback" not in r.stderr
 
+
+
+def test_a_sieve_script_activated_by_the_admin_command_applies_to_the_next_message(tmp_path):
+    import smtplib
+
+    ports = {name: free_port() for name in SERVICES}
+    config = write_config(tmp_path, ports)
+
+    def cli(*args: str, stdin: str = "") -> None:
+        r = subprocess.run([sys.executable, "-m", "postbote", "--config", str(config), *args], input=stdin,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+
+    def send(subject: str) -> None:
+        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=30) as client:
+            client.sendmail("bob@example.org", ["alice@localhost"],
+                            f"From: bob@example.org\r\nSubject: {subject}\r\n\r\nhi\r\n".encode())
+
+    cli("user", "add", "alice@localhost", "--password-stdin", stdin="long-password\n")
+    proc = start_serve(config)
+    try:
+        send("first")  # the server now knows alice has no script
+        script = tmp_path / "filter.sieve"
+        script.write_text('require ["fileinto", "mailbox"];\nfileinto :create "Filed";\n')
+        cli("sieve", "put", "alice@localhost", "main", str(script))
+        cli("sieve", "activate", "alice@localhost", "main")
+        send("second")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    out = subprocess.run([sys.executable, "-m", "postbote", "--config", str(config), "mailbox", "list",
+                          "alice@localhost"], capture_output=True, text=True, timeout=60).stdout
+    assert "INBOX\tmessages=1" in out and "Filed\tmessages=1" in out, out
