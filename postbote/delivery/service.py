@@ -21,9 +21,9 @@ from pathlib import Path
 from postbote.log import event
 from postbote import metrics
 from postbote.mail.headers import scan_header
+from postbote.store.cache import FeedCache
 from postbote.store import (
     FLAG_NAMES,
-    Change,
     Delivered,
     DeliveryTarget,
     Flag,
@@ -93,7 +93,6 @@ RecipientOutcome = Accepted | TempFailure | PermFailure
 REDIRECT_MARK = b"X-Postbote-Sieve-Redirected"
 MAX_REDIRECT_HOPS = 3
 SCRIPT_CACHE_SIZE = 256
-ACTIVE_CACHE_SIZE = 100_000  # accounts whose active script (mostly: none) is remembered
 _KEYWORD_SPECIALS = set('(){%*"\\]')
 
 
@@ -116,34 +115,16 @@ class DeliveryService:
         self.on_queued: Callable[[], None] | None = None
         self.sieve_limits = si.Limits()
         self._scripts: OrderedDict[str, sieve.Script | sieve.SieveError] = OrderedDict()
-        # Each account's active script (or None), once read; kept only while the change
-        # feed is watched, since it is what says when a script changes.
-        self._active: OrderedDict[int, tuple[str, str] | None] = OrderedDict()
-        self._watching = False
-        self._generation = 0  # bumped by every script change: a read that overlapped one is not kept
+        # Each account's active script (or None): most deliveries then need no store read.
+        self._active: FeedCache[int, tuple[str, str] | None] = FeedCache(
+            "sieve", lambda change: change.account_id)
 
     def watch_scripts(self) -> None:
-        """Keep active scripts in memory from now on (call on the event loop, at start):
-        most deliveries then need no store read for them."""
-        self.store.changes.watch(self._script_changed)
-        self._watching = True
-
-    def _script_changed(self, change: Change) -> None:
-        if "sieve" in change.kinds:
-            self._generation += 1
-            self._active.pop(change.account_id, None)
+        """Keep active scripts in memory from now on (call on the event loop, at start)."""
+        self._active.watch(self.store.changes)
 
     async def _active_script(self, account_id: int) -> tuple[str, str] | None:
-        if account_id in self._active:
-            self._active.move_to_end(account_id)
-            return self._active[account_id]
-        generation = self._generation
-        active = await self.store.sieve_active(account_id)
-        if self._watching and generation == self._generation:
-            self._active[account_id] = active
-            if len(self._active) > ACTIVE_CACHE_SIZE:
-                self._active.popitem(last=False)
-        return active
+        return await self._active.get(account_id, lambda: self.store.sieve_active(account_id))
 
     async def deliver(self, envelope: Envelope, source: bytes | Path, enforce_quota: bool = True,
                       mailbox: str = "INBOX") -> list[RecipientOutcome]:

@@ -27,6 +27,7 @@ from typing import Any, Generic, TypeVar
 
 from .base import Store
 from .blobs import BlobFiles, StagedBlob, fsync_dir
+from .cache import FeedCache
 from .changes import ChangeFeed
 from .types import (
     DEFAULT_MAILBOXES,
@@ -272,6 +273,7 @@ class SqliteDb:
                 cur = conn.execute("INSERT INTO domains(name, created) VALUES (?, ?)", (name, int(time.time())))
         except sqlite3.IntegrityError:
             raise AlreadyExists(f"domain {name} exists already") from None
+        self.feed.publish(DOMAINS_CHANGED)
         return Domain(cur.lastrowid, name)
 
     def get_domain(self, name: str) -> Domain | None:
@@ -292,6 +294,7 @@ class SqliteDb:
                             ("@" + name, "%@" + name)).fetchone():
                 raise StoreError(f"domain {name} still has aliases; delete them first")
             conn.execute("DELETE FROM domains WHERE id = ?", row)
+        self.feed.publish(DOMAINS_CHANGED)
 
     # -- accounts --------------------------------------------------------------
     _ACCOUNT = "SELECT id, address, domain_id, password_hash, quota, used, disabled FROM accounts"
@@ -1387,6 +1390,10 @@ class _GroupCommit(Generic[J, R]):
             self._running = False
 
 
+# Published when a domain is added or removed: every process drops its cached domains.
+DOMAINS_CHANGED = Change(0, 0, 0, frozenset({"domains"}))
+
+
 class SqliteStore(Store):
     """The embedded backend of the store contract."""
 
@@ -1403,6 +1410,7 @@ class SqliteStore(Store):
             lambda jobs: self._run_durable(SqliteDb.commit_deliveries, self.db, jobs))
         self._verdicts: _GroupCommit[tuple, None] = _GroupCommit(
             lambda verdicts: self._run(SqliteDb.spam_record_verdicts, self.db, verdicts))
+        self._domains: FeedCache[str, Domain | None] = FeedCache("domains", lambda change: None, size=10_000)
         self._attempts: _GroupCommit[tuple, bool] = _GroupCommit(
             lambda attempts: self._run_durable(SqliteDb.record_outbound_attempts, self.db, attempts))
 
@@ -1415,6 +1423,11 @@ class SqliteStore(Store):
 
     async def open(self) -> None:
         await self._run(self.db.open)
+        self._domains.watch(self.changes)
+
+    async def get_domain(self, name: str) -> Domain | None:
+        # Asked at every RCPT, changed almost never: kept in memory (see store/cache.py).
+        return await self._domains.get(name, lambda: self._run(self.db.get_domain, name))
 
     async def close(self) -> None:
         await self._run(self.db.close)
@@ -1446,7 +1459,6 @@ class SqliteStore(Store):
             first = chunk[-1].uid + 1
 
     add_domain = _offloaded(SqliteDb.add_domain)
-    get_domain = _offloaded(SqliteDb.get_domain)
     list_domains = _offloaded(SqliteDb.list_domains)
     delete_domain = _offloaded(SqliteDb.delete_domain)
     add_account = _offloaded(SqliteDb.add_account)

@@ -176,3 +176,28 @@ def test_a_sieve_script_activated_by_the_admin_command_applies_to_the_next_messa
     out = subprocess.run([sys.executable, "-m", "postbote", "--config", str(config), "mailbox", "list",
                           "alice@localhost"], capture_output=True, text=True, timeout=60).stdout
     assert "INBOX\tmessages=1" in out and "Filed\tmessages=1" in out, out
+
+
+def test_a_domain_added_by_the_admin_command_takes_mail_at_once(tmp_path):
+    import smtplib
+
+    ports = {name: free_port() for name in SERVICES}
+    config = write_config(tmp_path, ports)
+    proc = start_serve(config)
+    try:
+        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=30) as client:
+            client.ehlo("client.example.org")
+            client.mail("bob@example.org")
+            assert client.rcpt("carol@new.example")[0] == 554  # not ours yet (and now remembered so)
+        for args, stdin in ((("domain", "add", "new.example"), ""),
+                            (("user", "add", "carol@new.example", "--password-stdin"), "long-password\n")):
+            r = subprocess.run([sys.executable, "-m", "postbote", "--config", str(config), *args], input=stdin,
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stderr
+        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=30) as client:
+            client.ehlo("client.example.org")
+            client.mail("bob@example.org")
+            assert client.rcpt("carol@new.example")[0] == 250
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
