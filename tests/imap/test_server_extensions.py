@@ -8,7 +8,8 @@ import zlib
 
 import pytest
 
-from postbote.imap.session import pattern_regex, split_flags
+from postbote.imap.mailboxes import pattern_regex
+from postbote.imap.messages import split_flags
 from postbote.store.types import Flag
 from tests.imap.conftest import PASSWORD, USER, deliver, message
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 
+from postbote.imap import messages as imap_messages
 from postbote.imap import session as imap_session
 from postbote.store import DeliveryTarget
 from tests.imap.conftest import USER, deliver, message
@@ -27,7 +28,7 @@ def _fill(server, count: int) -> None:
 
 def test_fetch_all_flags_streams_in_batches(server, raw, monkeypatch):
     _fill(server, COUNT)
-    monkeypatch.setattr(imap_session, "FETCH_BATCH", 100)
+    monkeypatch.setattr(imap_messages, "FETCH_BATCH", 100)
     store = server.app.store
     asked: list[int] = []
     original = store.messages_by_uid
