@@ -4,6 +4,12 @@ RFC 5321 (SMTP), 2033 (LMTP), 1870 (SIZE), 2920 (PIPELINING), 3030 (CHUNKING, BI
 3207 (STARTTLS), 3461 (DSN), 4954 (AUTH), 6152 (8BITMIME), 6531 (SMTPUTF8), 2034 and 3463
 (enhanced status codes).
 
+This module holds the listener's configuration and the state machine; the pieces it drives
+each have a module of their own: ``events`` (what the core tells the adapter), ``replies``
+(what the adapter answers, and their wire form), ``addresses`` (path syntax), ``parameters``
+(the ESMTP parameters of MAIL and RCPT), ``data`` (DATA transparency, bare CR/LF, size
+counting) and ``sasl`` (the AUTH exchanges).
+
 The core owns the state machine and every syntax rule; the adapter owns sockets, TLS, time
 and the services. Bytes go in, typed events come out, and the core waits for the adapter's
 answer to a command before it looks at the next pipelined one, because that answer decides
@@ -48,19 +54,39 @@ Misuse by the adapter (answering when nothing is pending, a wrong kind of answer
 
 from __future__ import annotations
 
-import binascii
-import ipaddress
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar
 
 from postbote.smtp import replies as R
-from postbote.smtp.replies import Reply, encode_lines, format_reply
+from postbote.smtp.addresses import Mailbox, parse_mailbox, split_path
+from postbote.smtp.data import DotReader, MessageBody
+from postbote.smtp.events import (
+    Answered,
+    AuthCredentials,
+    BdatChunk,
+    BdatEnd,
+    ConnectionClosed,
+    DataChunk,
+    DataEnd,
+    DataStart,
+    Event,
+    Expn,
+    Helo,
+    Help,
+    MailFrom,
+    Noop,
+    Quit,
+    RcptTo,
+    Rset,
+    StartTls,
+    Vrfy,
+)
+from postbote.smtp.parameters import mail_params, rcpt_params
+from postbote.smtp.replies import Refusal, Reply, encode_lines, format_reply
+from postbote.smtp.sasl import SASL_MECHANISMS, SaslExchange, client_response, initial_response
 
-TERMINATOR = b".\r\n"
-SASL_MECHANISMS = frozenset({"PLAIN", "LOGIN"})
 # RFC 5321 §4.5.3.1.4: servers must accept command lines of at least 512 octets.
 MIN_LINE = 512
 # RFC 4954 §4: an AUTH command line, initial response included, may be 12288 octets.
@@ -123,471 +149,8 @@ class SmtpConfig:
             raise ValueError("smtp.tls_required needs implicit TLS or an offered STARTTLS")
 
 
-# --- command parameters ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MailParams:
-    """ESMTP parameters of MAIL FROM, decoded. ``None`` means "not given"."""
-
-    size: int | None = None  # RFC 1870: the client's estimate, in octets
-    body: str | None = None  # RFC 6152 / 3030: "7BIT", "8BITMIME" or "BINARYMIME"
-    smtputf8: bool = False  # RFC 6531: UTF-8 addresses and headers in this transaction
-    ret: str | None = None  # RFC 3461 §4.3: "FULL" or "HDRS"
-    envid: str | None = None  # RFC 3461 §4.4, xtext-decoded
-    auth: str | None = None  # RFC 4954 §5, xtext-decoded; "<>" when the client vouches none
-
-
-@dataclass(frozen=True)
-class RcptParams:
-    """ESMTP parameters of RCPT TO, decoded (RFC 3461 §4.1, §4.2)."""
-
-    notify: tuple[str, ...] | None = None  # ("NEVER",) or some of SUCCESS, FAILURE, DELAY
-    orcpt_type: str | None = None  # the addr-type, e.g. "rfc822" or "utf-8"
-    orcpt: str | None = None  # the original recipient, decoded
-
-
-# --- events (core → adapter) -----------------------------------------------------------------
-
-
-class _Answer:
-    """An event the adapter must answer with ``send()`` before the core reads on."""
-
-    needs_reply: ClassVar[bool] = True
-
-
-class _Notice:
-    """An event the adapter only takes note of."""
-
-    needs_reply: ClassVar[bool] = False
-
-
-@dataclass(frozen=True)
-class Answered(_Notice):
-    """The core answered by itself (an error, a SASL challenge): write ``data`` as it is.
-    ``ok`` is False for 4xx/5xx, so the adapter can drop a client that only sends garbage."""
-
-    data: bytes
-    ok: bool
-
-
-@dataclass(frozen=True)
-class Helo(_Answer):
-    """HELO, EHLO or LHLO. A 2xx answer starts a fresh session state; for EHLO and LHLO the
-    core writes the hostname first and the extension lines after the answer's text."""
-
-    name: str
-    extended: bool
-    lmtp: bool = False
-
-
-@dataclass(frozen=True)
-class MailFrom(_Answer):
-    """MAIL FROM. The null reverse-path ``<>`` gives ``address == ""``. The local part and the
-    domain are as the client wrote them (quotes kept); a source route is dropped."""
-
-    address: str
-    local_part: str
-    domain: str
-    params: MailParams = MailParams()
-
-
-@dataclass(frozen=True)
-class RcptTo(_Answer):
-    """RCPT TO. A 2xx answer counts the recipient as accepted. The bare ``<postmaster>``
-    (RFC 5321 §4.5.1) gives ``local_part == address == "postmaster"`` and ``domain == ""``."""
-
-    address: str
-    local_part: str
-    domain: str
-    params: RcptParams = RcptParams()
-
-
-@dataclass(frozen=True)
-class DataStart(_Answer):
-    """DATA with a valid transaction: answer 354 to read the message, or a 4xx/5xx."""
-
-
-@dataclass(frozen=True)
-class DataChunk(_Notice):
-    """Message bytes after DATA, dot-unstuffed, in arrival order, never the whole message."""
-
-    data: bytes
-
-
-@dataclass(frozen=True)
-class DataEnd(_Answer):
-    """``<CRLF>.<CRLF>`` arrived. ``size`` counts the unstuffed octets. With ``oversized`` the
-    data past ``max_message_size`` was dropped: answer 552 5.3.4. ``bare_newline``: a CR or LF
-    not part of a CRLF was seen. In LMTP send one reply per accepted recipient, in RCPT order
-    (a single reply is repeated for all). Any answer ends the transaction."""
-
-    size: int
-    oversized: bool
-    bare_newline: bool
-
-
-@dataclass(frozen=True)
-class BdatChunk(_Notice):
-    """Octets of a BDAT chunk (RFC 3030), possibly in several pieces."""
-
-    data: bytes
-
-
-@dataclass(frozen=True)
-class BdatEnd(_Answer):
-    """A BDAT chunk of ``size`` octets was read in full; ``total`` counts the transaction so
-    far. Answer 250 to go on; a 4xx/5xx fails the transaction, and later BDATs are read and
-    refused. After ``last`` the answer (one per recipient in LMTP) ends the transaction."""
-
-    size: int
-    last: bool
-    total: int
-    oversized: bool
-    bare_newline: bool
-
-
-@dataclass(frozen=True)
-class Rset(_Answer):
-    """RSET: the transaction is dropped whatever the answer (normally ``replies.OK``)."""
-
-
-@dataclass(frozen=True)
-class Noop(_Answer):
-    """NOOP, with its ignored argument (RFC 5321 §4.1.1.9)."""
-
-    text: str = ""
-
-
-@dataclass(frozen=True)
-class Quit(_Answer):
-    """QUIT: answer (normally ``replies.BYE``), then close; the core reads nothing more."""
-
-
-@dataclass(frozen=True)
-class StartTls(_Answer):
-    """STARTTLS: answer 220, do the handshake, call ``tls_established()``; or 454."""
-
-
-@dataclass(frozen=True)
-class AuthCredentials(_Answer):
-    """A finished SASL PLAIN or LOGIN exchange: check the password, answer 235 2.7.0 or
-    535 5.7.8. ``authzid`` is "" when the client asked for no other identity."""
-
-    mechanism: str
-    authzid: str
-    authcid: str
-    password: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class Vrfy(_Answer):
-    """VRFY: usually answered ``replies.CANNOT_VRFY`` (RFC 5321 §3.5.3)."""
-
-    argument: str
-
-
-@dataclass(frozen=True)
-class Expn(_Answer):
-    """EXPN: usually refused or answered 252."""
-
-    argument: str
-
-
-@dataclass(frozen=True)
-class Help(_Answer):
-    """HELP, with its optional topic."""
-
-    argument: str = ""
-
-
-@dataclass(frozen=True)
-class ConnectionClosed(_Notice):
-    """The client closed its side; a message being received is incomplete and must go."""
-
-
-Event = (
-    Answered
-    | Helo
-    | MailFrom
-    | RcptTo
-    | DataStart
-    | DataChunk
-    | DataEnd
-    | BdatChunk
-    | BdatEnd
-    | Rset
-    | Noop
-    | Quit
-    | StartTls
-    | AuthCredentials
-    | Vrfy
-    | Expn
-    | Help
-    | ConnectionClosed
-)
-
-
-# --- message data ----------------------------------------------------------------------------
-
-
-class DotReader:
-    """RFC 5321 §4.5.2 transparency for DATA, over input that arrives in pieces of any size.
-
-    A line starts only after CRLF (or at the start of the data). At a line start ``.CRLF``
-    ends the data and any other leading dot is removed. Everything else passes unchanged,
-    bare CR and LF included. At most two octets (``.`` or ``.\\r``, or a trailing ``\\r``)
-    are left unconsumed while the reader waits to see what follows them.
-    """
-
-    def __init__(self) -> None:
-        self._line_start = True
-
-    def read(self, buf: bytes | bytearray) -> tuple[bytes, int, bool]:
-        """Return (unstuffed data, octets consumed, ended). When data is returned the
-        terminator is left for the next call, so data and end come as separate steps."""
-        pieces: list[bytes | bytearray] = []
-        pos, end = 0, len(buf)
-        while pos < end:
-            if self._line_start:
-                head = bytes(buf[pos : pos + 3])
-                if head == TERMINATOR:
-                    if pieces:
-                        break
-                    return b"", pos + 3, True
-                if TERMINATOR.startswith(head):
-                    break  # "." or ".\r": wait for the octet that decides
-                if head[:1] == b".":
-                    pos += 1
-                self._line_start = False
-            found = buf.find(b"\r\n.", pos)
-            if found < 0:
-                stop = end
-                if buf[end - 2 : end] == b"\r\n" and end - pos >= 2:
-                    self._line_start = True
-                elif buf[end - 1 : end] == b"\r":
-                    stop = end - 1  # maybe the CR of a CRLF: decide when the next octet comes
-                pieces.append(buf[pos:stop])
-                pos = stop
-                break
-            pieces.append(buf[pos : found + 2])
-            pos = found + 2
-            self._line_start = True
-        return b"".join(pieces), pos, False
-
-
-class BareNewlines:
-    """Notices a CR or LF that is not part of a CRLF, across pieces of any size."""
-
-    def __init__(self) -> None:
-        self._cr_pending = False
-        self._seen = False
-
-    def feed(self, data: bytes) -> None:
-        if self._seen or not data:
-            return
-        if self._cr_pending:
-            data = b"\r" + data
-        self._cr_pending = data.endswith(b"\r")
-        if self._cr_pending:
-            data = data[:-1]
-        pairs = data.count(b"\r\n")
-        self._seen = data.count(b"\r") != pairs or data.count(b"\n") != pairs
-
-    @property
-    def seen(self) -> bool:
-        return self._seen or self._cr_pending
-
-
-# --- addresses and parameters ----------------------------------------------------------------
-
-_NON_ASCII = "\u0080-\U0010ffff"  # RFC 6531 §3.3: UTF8-non-ascii, checked against SMTPUTF8 later
-_ATEXT = rf"[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~\-{_NON_ASCII}]"
-_DOT_STRING = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
-_QUOTED_STRING = re.compile(rf'"(?:[\x20\x21\x23-\x5b\x5d-\x7e{_NON_ASCII}]|\\[\x20-\x7e])*"')
-_LET_DIG = rf"[A-Za-z0-9{_NON_ASCII}]"
-_SUB_DOMAIN = rf"{_LET_DIG}(?:[A-Za-z0-9\-{_NON_ASCII}]*{_LET_DIG})?"
-_DOMAIN = re.compile(rf"{_SUB_DOMAIN}(?:\.{_SUB_DOMAIN})*")
-_GENERAL_LITERAL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?:[\x21-\x5a\x5e-\x7e]+")
-_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*")
-_VALUE = re.compile(rf"[\x21-\x3c\x3e-\x7e{_NON_ASCII}]+")  # RFC 5321 §4.1.2 esmtp-value
-_ADDR_TYPE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+")
-_UNICODE_ESCAPE = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")
 _BDAT_ARGS = re.compile(r"([0-9]{1,18})(?: +(LAST))? *", re.IGNORECASE)
 _CONTROLS = bytes([*range(0x09), *range(0x0A, 0x20), 0x7F])  # TAB is tolerated
-_NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
-_ENVID_MAX = 100  # RFC 3461 §4.4
-_ORCPT_MAX = 500  # RFC 3461 §4.2
-
-
-class _Refuse(Exception):
-    """Internal: stop handling this command and answer ``reply``. Never leaves the core."""
-
-    def __init__(self, reply: Reply) -> None:
-        super().__init__(reply.text)
-        self.reply = reply
-
-
-@dataclass(frozen=True)
-class _Path:
-    local_part: str
-    domain: str
-
-    @property
-    def address(self) -> str:
-        return f"{self.local_part}@{self.domain}" if self.domain else self.local_part
-
-    @property
-    def ascii(self) -> bool:
-        return self.address.isascii()
-
-
-def _split_path(text: str) -> tuple[str, str] | None:
-    """``<...>`` and what follows it. Quotes are tracked so ``<"a>b"@x>`` stays whole."""
-    if not text.startswith("<"):
-        return None
-    quoted = False
-    i = 1
-    while i < len(text):
-        char = text[i]
-        if quoted and char == "\\":
-            i += 2
-            continue
-        if char == '"':
-            quoted = not quoted
-        elif char == ">" and not quoted:
-            rest = text[i + 1 :]
-            if rest and not rest.startswith(" "):
-                return None
-            return text[1:i], rest
-        i += 1
-    return None
-
-
-def _parse_mailbox(inner: str) -> _Path | None:
-    """RFC 5321 §4.1.2 Path without its brackets: an optional source route (RFC 5321 §C,
-    ignored), a Dot-string or Quoted-string local part, a domain or address literal."""
-    if inner.startswith("@"):
-        route, colon, inner = inner.partition(":")
-        if not colon or not all(
-            hop.startswith("@") and _DOMAIN.fullmatch(hop[1:]) for hop in route.split(",")
-        ):
-            return None
-    if inner.startswith('"'):
-        quoted = _QUOTED_STRING.match(inner)
-        if quoted is None:
-            return None
-        end = quoted.end()
-        local, at, domain = inner[:end], inner[end : end + 1], inner[end + 1 :]
-    else:
-        local, at, domain = inner.partition("@")
-        if not _DOT_STRING.fullmatch(local):
-            return None
-    if at != "@" or not _valid_domain(domain):
-        return None
-    return _Path(local, domain)
-
-
-def _valid_domain(domain: str) -> bool:
-    if not (domain.startswith("[") and domain.endswith("]")):
-        return _DOMAIN.fullmatch(domain) is not None and len(domain) <= 255
-    literal = domain[1:-1]
-    if literal[:5].upper() == "IPV6:":
-        try:
-            return "%" not in literal and bool(ipaddress.IPv6Address(literal[5:]))
-        except ValueError:
-            return False
-    if _GENERAL_LITERAL.fullmatch(literal):
-        return True
-    try:
-        ipaddress.IPv4Address(literal)
-    except ValueError:
-        return False
-    return True
-
-
-def _xtext(value: str) -> str:
-    """RFC 3461 §4: "+" and two hex digits stand for one octet; the octets are UTF-8."""
-    out = bytearray()
-    i = 0
-    while i < len(value):
-        char = value[i]
-        if char == "+":
-            digits = value[i + 1 : i + 3]
-            if len(digits) != 2 or not all(c in "0123456789ABCDEFabcdef" for c in digits):
-                raise _Refuse(R.BAD_PARAMETER)
-            out.append(int(digits, 16))
-            i += 3
-            continue
-        if not ("!" <= char <= "~") or char == "=":
-            raise _Refuse(R.BAD_PARAMETER)
-        out.append(ord(char))
-        i += 1
-    try:
-        return out.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _Refuse(R.BAD_PARAMETER) from None
-
-
-def _utf8_xtext(value: str) -> str:
-    """RFC 6533 §3: utf-8-addr-xtext/unitext, where ``\\x{HEX}`` stands for one character."""
-
-    def character(match: re.Match[str]) -> str:
-        point = int(match.group(1), 16)
-        if point > 0x10FFFF or 0xD800 <= point <= 0xDFFF:
-            raise _Refuse(R.BAD_PARAMETER)
-        return chr(point)
-
-    return _UNICODE_ESCAPE.sub(character, value)
-
-
-def _parameters(tokens: list[str]) -> list[tuple[str, str | None]]:
-    """``KEYWORD[=value]`` pairs, keywords upper-cased; syntax and duplicates refused."""
-    seen: set[str] = set()
-    params: list[tuple[str, str | None]] = []
-    for token in tokens:
-        keyword, equals, value = token.partition("=")
-        if not _KEYWORD.fullmatch(keyword) or (equals and not _VALUE.fullmatch(value)):
-            raise _Refuse(R.BAD_PARAMETER)
-        keyword = keyword.upper()
-        if keyword in seen:
-            raise _Refuse(R.DUPLICATE_PARAMETER)
-        seen.add(keyword)
-        params.append((keyword, value if equals else None))
-    return params
-
-
-def _required(value: str | None) -> str:
-    if value is None:
-        raise _Refuse(R.BAD_PARAMETER)
-    return value
-
-
-def _choice(value: str | None, allowed: Sequence[str]) -> str:
-    upper = _required(value).upper()
-    if upper not in allowed:
-        raise _Refuse(R.BAD_PARAMETER)
-    return upper
-
-
-def _notify(value: str | None) -> tuple[str, ...]:
-    words = _required(value).upper().split(",")
-    if words == ["NEVER"]:
-        return ("NEVER",)
-    if len(set(words)) != len(words) or not set(words) <= _NOTIFY:
-        raise _Refuse(R.BAD_PARAMETER)
-    return tuple(words)
-
-
-def _orcpt(value: str | None) -> tuple[str, str]:
-    addr_type, semicolon, original = _required(value).partition(";")
-    if not semicolon or not _ADDR_TYPE.fullmatch(addr_type) or not original:
-        raise _Refuse(R.BAD_PARAMETER)
-    if len(original) > _ORCPT_MAX:
-        raise _Refuse(R.BAD_PARAMETER)
-    if addr_type.lower() == "utf-8":
-        return addr_type, _utf8_xtext(original)
-    return addr_type, _xtext(original)
 
 
 # --- the session -----------------------------------------------------------------------------
@@ -612,11 +175,6 @@ class _Chunk:
     refusal: Reply | None
 
 
-@dataclass
-class _Sasl:
-    mechanism: str
-    username: str | None = None
-
 
 _OVERLONG = object()  # a command line that broke its bound while arriving
 _NEED_INPUT = object()  # nothing more can be done with what has arrived
@@ -624,8 +182,6 @@ _PROGRESS = object()  # input was consumed without anything to tell the adapter
 
 _BEFORE_TLS = frozenset({"EHLO", "HELO", "LHLO", "STARTTLS", "NOOP", "RSET", "QUIT", "HELP"})
 _BEFORE_AUTH = _BEFORE_TLS | {"AUTH"}
-_LOGIN_USERNAME = b"VXNlcm5hbWU6"  # base64 "Username:", the de-facto LOGIN challenge
-_LOGIN_PASSWORD = b"UGFzc3dvcmQ6"  # base64 "Password:"
 
 
 class SmtpServerCore:
@@ -644,7 +200,7 @@ class SmtpServerCore:
         self._helo: Helo | None = None
         self._authenticated = False
         self._auth_user: str | None = None
-        self._sasl: _Sasl | None = None
+        self._sasl: SaslExchange | None = None
         self._error_count = 0
         self._dot: DotReader | None = None
         self._chunk: _Chunk | None = None
@@ -891,9 +447,7 @@ class SmtpServerCore:
         self._mail: MailFrom | None = None
         self._recipients: list[RcptTo] = []
         self._bdat_started = False
-        self._body_size = 0
-        self._oversized = False
-        self._bare = BareNewlines()
+        self._message = MessageBody(self._config.max_message_size)
 
     # -- reading
 
@@ -913,7 +467,7 @@ class SmtpServerCore:
                 return self._refuse(R.LINE_TOO_LONG)
             assert isinstance(line, bytes)
             return self._command(line)
-        except _Refuse as refusal:
+        except Refusal as refusal:
             return self._refuse(refusal.reply)
 
     def _line_limit(self) -> int:
@@ -952,7 +506,8 @@ class SmtpServerCore:
         if ended:
             self._mode = _Mode.COMMAND
             self._dot = None
-            return DataEnd(self._body_size, self._oversized, self._bare.seen)
+            body = self._message
+            return DataEnd(body.size, body.oversized, body.bare_newline)
         if not data:
             return _PROGRESS if consumed else _NEED_INPUT
         return self._body(data, DataChunk)
@@ -965,9 +520,8 @@ class SmtpServerCore:
             self._chunk = None
             if chunk.refusal is not None:
                 return self._refuse(chunk.refusal)
-            return BdatEnd(
-                chunk.size, chunk.last, self._body_size, self._oversized, self._bare.seen
-            )
+            body = self._message
+            return BdatEnd(chunk.size, chunk.last, body.size, body.oversized, body.bare_newline)
         take = min(chunk.remaining, len(self._buf))
         if take == 0:
             return _NEED_INPUT
@@ -979,34 +533,29 @@ class SmtpServerCore:
         return self._body(data, BdatChunk)
 
     def _body(self, data: bytes, kind: type[DataChunk] | type[BdatChunk]) -> object:
-        self._body_size += len(data)
-        self._bare.feed(data)
-        limit = self._config.max_message_size
-        if limit and self._body_size > limit:
-            self._oversized = True
-        return _PROGRESS if self._oversized else kind(data)
+        return kind(data) if self._message.feed(data) else _PROGRESS
 
     # -- commands
 
     def _command(self, line: bytes) -> object:
         if line.translate(None, _CONTROLS) != line:
-            raise _Refuse(R.CONTROL_CHARACTERS)
+            raise Refusal(R.CONTROL_CHARACTERS)
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
-            raise _Refuse(R.BAD_UTF8) from None
+            raise Refusal(R.BAD_UTF8) from None
         verb, _, argument = text.rstrip(" \t").partition(" ")
         verb = verb.upper()
         argument = argument.strip(" ")
         if self._refused and verb != "QUIT":
-            raise _Refuse(R.GREETING_REFUSED)
+            raise Refusal(R.GREETING_REFUSED)
         handler = _COMMANDS.get(verb)
         if handler is None or verb in (_SMTP_ONLY if self._config.lmtp else _LMTP_ONLY):
-            raise _Refuse(R.UNRECOGNIZED)
+            raise Refusal(R.UNRECOGNIZED)
         if verb != "BDAT":  # BDAT is refused only after its octets are read
             gate = self._gate(verb)
             if gate is not None:
-                raise _Refuse(gate)
+                raise Refusal(gate)
         return handler(self, argument)
 
     def _gate(self, verb: str) -> Reply | None:
@@ -1041,116 +590,71 @@ class SmtpServerCore:
         # RFC 5321 §4.1.4: the name is not checked against the peer; the services decide.
         name = argument.split(" ")[0]
         if not name:
-            raise _Refuse(R.LHLO_SYNTAX if self._config.lmtp else R.HELO_SYNTAX)
+            raise Refusal(R.LHLO_SYNTAX if self._config.lmtp else R.HELO_SYNTAX)
         return Helo(name, extended, self._config.lmtp)
 
     def _cmd_mail(self, argument: str) -> Event:
         if self._helo is None:
-            raise _Refuse(R.SEND_LHLO_FIRST if self._config.lmtp else R.SEND_HELO_FIRST)
+            raise Refusal(R.SEND_LHLO_FIRST if self._config.lmtp else R.SEND_HELO_FIRST)
         if self._mail is not None:
-            raise _Refuse(R.NESTED_MAIL)
+            raise Refusal(R.NESTED_MAIL)
         inner, tokens = self._path_argument(argument, "FROM:", R.MAIL_SYNTAX)
-        params = self._mail_params(_parameters(tokens))
+        params = mail_params(tokens, self._config)
         if inner == "":
             return MailFrom("", "", "", params)
-        path = _parse_mailbox(inner)
+        path = parse_mailbox(inner)
         if path is None:
-            raise _Refuse(R.BAD_SENDER)
+            raise Refusal(R.BAD_SENDER)
         if not path.ascii and not params.smtputf8:
-            raise _Refuse(R.NON_ASCII_SENDER)  # RFC 6531 §3.5
+            raise Refusal(R.NON_ASCII_SENDER)  # RFC 6531 §3.5
         return MailFrom(path.address, path.local_part, path.domain, params)
 
     def _cmd_rcpt(self, argument: str) -> Event:
         refusal = self._sequence(False)
         if refusal is not None:
-            raise _Refuse(refusal)
+            raise Refusal(refusal)
         if self._bdat_started:
-            raise _Refuse(R.BDAT_IN_PROGRESS)
+            raise Refusal(R.BDAT_IN_PROGRESS)
         inner, tokens = self._path_argument(argument, "TO:", R.RCPT_SYNTAX)
-        params = self._rcpt_params(_parameters(tokens))
+        params = rcpt_params(tokens, self._config)
         if inner.lower() == "postmaster":
-            path: _Path | None = _Path(inner, "")  # RFC 5321 §4.5.1
+            path: Mailbox | None = Mailbox(inner, "")  # RFC 5321 §4.5.1
         else:
-            path = _parse_mailbox(inner)
+            path = parse_mailbox(inner)
         if path is None:
-            raise _Refuse(R.BAD_RECIPIENT)
+            raise Refusal(R.BAD_RECIPIENT)
         assert self._mail is not None
         if not path.ascii and not self._mail.params.smtputf8:
-            raise _Refuse(R.NON_ASCII_RECIPIENT)  # RFC 6531 §3.5
+            raise Refusal(R.NON_ASCII_RECIPIENT)  # RFC 6531 §3.5
         return RcptTo(path.address, path.local_part, path.domain, params)
 
     def _path_argument(self, argument: str, prefix: str, usage: Reply) -> tuple[str, list[str]]:
         """``FROM:<path> params``; a space after the colon is tolerated, as clients send it."""
         if argument[: len(prefix)].upper() != prefix:
-            raise _Refuse(usage)
-        split = _split_path(argument[len(prefix) :].lstrip(" "))
+            raise Refusal(usage)
+        split = split_path(argument[len(prefix) :].lstrip(" "))
         if split is None:
-            raise _Refuse(usage)
+            raise Refusal(usage)
         inner, rest = split
         return inner, [token for token in rest.split(" ") if token]
 
-    def _mail_params(self, params: list[tuple[str, str | None]]) -> MailParams:
-        cfg = self._config
-        values: dict[str, object] = {}
-        for keyword, value in params:
-            if keyword == "SIZE" and cfg.size:
-                digits = _required(value)
-                if not digits.isdigit() or not digits.isascii() or len(digits) > 20:
-                    raise _Refuse(R.BAD_PARAMETER)
-                values["size"] = int(digits)
-            elif keyword == "BODY" and cfg.eightbitmime:
-                body = _choice(value, ("7BIT", "8BITMIME", "BINARYMIME"))
-                if body == "BINARYMIME" and not (cfg.binarymime and cfg.chunking):
-                    raise _Refuse(R.UNKNOWN_PARAMETER)
-                values["body"] = body
-            elif keyword == "SMTPUTF8" and cfg.smtputf8:
-                if value is not None:
-                    raise _Refuse(R.BAD_PARAMETER)
-                values["smtputf8"] = True
-            elif keyword == "RET" and cfg.dsn:
-                values["ret"] = _choice(value, ("FULL", "HDRS"))
-            elif keyword == "ENVID" and cfg.dsn:
-                if len(_required(value)) > _ENVID_MAX:
-                    raise _Refuse(R.BAD_PARAMETER)
-                values["envid"] = _xtext(_required(value))
-            elif keyword == "AUTH" and cfg.auth_mechanisms:
-                raw = _required(value)
-                values["auth"] = raw if raw == "<>" else _xtext(raw)
-            else:
-                raise _Refuse(R.UNKNOWN_PARAMETER)  # RFC 5321 §4.1.1.11
-        result = MailParams(**values)  # type: ignore[arg-type]
-        if result.size is not None and cfg.max_message_size and result.size > cfg.max_message_size:
-            raise _Refuse(R.SIZE_EXCEEDED)  # RFC 1870 §6.1
-        return result
-
-    def _rcpt_params(self, params: list[tuple[str, str | None]]) -> RcptParams:
-        values: dict[str, object] = {}
-        for keyword, value in params:
-            if keyword == "NOTIFY" and self._config.dsn:
-                values["notify"] = _notify(value)
-            elif keyword == "ORCPT" and self._config.dsn:
-                values["orcpt_type"], values["orcpt"] = _orcpt(value)
-            else:
-                raise _Refuse(R.UNKNOWN_PARAMETER)
-        return RcptParams(**values)  # type: ignore[arg-type]
-
     def _cmd_data(self, argument: str) -> Event:
         if argument:
-            raise _Refuse(R.NO_PARAMETERS)
+            raise Refusal(R.NO_PARAMETERS)
         refusal = self._sequence(True)
         if refusal is not None:
-            raise _Refuse(refusal)
+            raise Refusal(refusal)
         if self._bdat_started:
-            raise _Refuse(R.DATA_AFTER_BDAT)  # RFC 3030 §2: no mixing in one transaction
+            raise Refusal(R.DATA_AFTER_BDAT)  # RFC 3030 §2: no mixing in one transaction
         assert self._mail is not None
         if self._mail.params.body == "BINARYMIME":
-            raise _Refuse(R.BINARYMIME_NEEDS_BDAT)  # RFC 3030 §3
+            raise Refusal(R.BINARYMIME_NEEDS_BDAT)  # RFC 3030 §3
         return DataStart()
 
     def _cmd_bdat(self, argument: str) -> object:
         match = _BDAT_ARGS.fullmatch(argument)
         if match is None:
-            raise _Refuse(R.BDAT_SYNTAX)
+            raise Refusal(R.BDAT_SYNTAX)
         size = int(match.group(1))
         refusal = (
             (None if self._config.chunking else R.NOT_IMPLEMENTED)
@@ -1165,7 +669,7 @@ class SmtpServerCore:
 
     def _cmd_rset(self, argument: str) -> Event:
         if argument:
-            raise _Refuse(R.NO_PARAMETERS)
+            raise Refusal(R.NO_PARAMETERS)
         return Rset()
 
     def _cmd_noop(self, argument: str) -> Event:
@@ -1173,17 +677,17 @@ class SmtpServerCore:
 
     def _cmd_quit(self, argument: str) -> Event:
         if argument:
-            raise _Refuse(R.NO_PARAMETERS)
+            raise Refusal(R.NO_PARAMETERS)
         return Quit()
 
     def _cmd_vrfy(self, argument: str) -> Event:
         if not argument:
-            raise _Refuse(R.ARGUMENT_REQUIRED)
+            raise Refusal(R.ARGUMENT_REQUIRED)
         return Vrfy(argument)
 
     def _cmd_expn(self, argument: str) -> Event:
         if not argument:
-            raise _Refuse(R.ARGUMENT_REQUIRED)
+            raise Refusal(R.ARGUMENT_REQUIRED)
         return Expn(argument)
 
     def _cmd_help(self, argument: str) -> Event:
@@ -1191,11 +695,11 @@ class SmtpServerCore:
 
     def _cmd_starttls(self, argument: str) -> Event:
         if argument:
-            raise _Refuse(R.NO_PARAMETERS)  # RFC 3207 §4
+            raise Refusal(R.NO_PARAMETERS)  # RFC 3207 §4
         if self._tls_active:
-            raise _Refuse(R.TLS_ALREADY_ACTIVE)
+            raise Refusal(R.TLS_ALREADY_ACTIVE)
         if not self._starttls_offered():
-            raise _Refuse(R.NOT_IMPLEMENTED)
+            raise Refusal(R.NOT_IMPLEMENTED)
         return StartTls()
 
     # -- AUTH (RFC 4954) and the SASL exchange
@@ -1203,26 +707,24 @@ class SmtpServerCore:
     def _cmd_auth(self, argument: str) -> object:
         cfg = self._config
         if not cfg.auth_mechanisms or not self.allow_auth:
-            raise _Refuse(R.NOT_IMPLEMENTED)
+            raise Refusal(R.NOT_IMPLEMENTED)
         if self._helo is None or not self._helo.extended:
-            raise _Refuse(R.SEND_LHLO_FIRST if cfg.lmtp else R.SEND_EHLO_FIRST)
+            raise Refusal(R.SEND_LHLO_FIRST if cfg.lmtp else R.SEND_EHLO_FIRST)
         if self._authenticated:
-            raise _Refuse(R.ALREADY_AUTHENTICATED)
+            raise Refusal(R.ALREADY_AUTHENTICATED)
         if self._mail is not None:
-            raise _Refuse(R.AUTH_IN_TRANSACTION)
+            raise Refusal(R.AUTH_IN_TRANSACTION)
         if cfg.auth_requires_tls and not self._tls_active:
-            raise _Refuse(R.ENCRYPTION_REQUIRED)
+            raise Refusal(R.ENCRYPTION_REQUIRED)
         words = argument.split(" ")
         if not words[0] or len(words) > 2:
-            raise _Refuse(R.AUTH_SYNTAX)
+            raise Refusal(R.AUTH_SYNTAX)
         mechanism = words[0].upper()
         if mechanism not in cfg.auth_mechanisms:
-            raise _Refuse(R.UNKNOWN_MECHANISM)
+            raise Refusal(R.UNKNOWN_MECHANISM)
         if len(words) == 1:
-            return self._challenge(_Sasl(mechanism))
-        # RFC 4954 §4: "=" is an initial response of zero length.
-        initial = b"" if words[1] == "=" else _base64(words[1].encode("ascii", "replace"))
-        return self._sasl_step(_Sasl(mechanism), initial)
+            return self._challenge(SaslExchange(mechanism))
+        return self._sasl_step(SaslExchange(mechanism), initial_response(words[1]))
 
     def _sasl_response(self, line: object) -> object:
         sasl = self._sasl
@@ -1230,53 +732,18 @@ class SmtpServerCore:
         self._sasl = None
         self._mode = _Mode.COMMAND
         if line is _OVERLONG:
-            raise _Refuse(R.LINE_TOO_LONG)
+            raise Refusal(R.LINE_TOO_LONG)
         assert isinstance(line, bytes)
-        if line.strip() == b"*":
-            raise _Refuse(R.AUTH_CANCELLED)  # RFC 4954 §4
-        return self._sasl_step(sasl, _base64(line.strip()))
+        return self._sasl_step(sasl, client_response(line))
 
-    def _sasl_step(self, sasl: _Sasl, response: bytes) -> object:
-        if sasl.mechanism == "PLAIN":
-            return _plain(response)
-        if sasl.username is None:
-            sasl.username = _utf8(response)
-            return self._challenge(sasl)
-        return AuthCredentials("LOGIN", "", sasl.username, _utf8(response))
+    def _sasl_step(self, sasl: SaslExchange, response: bytes) -> object:
+        credentials = sasl.step(response)
+        return credentials if credentials is not None else self._challenge(sasl)
 
-    def _challenge(self, sasl: _Sasl) -> Answered:
-        if sasl.mechanism == "PLAIN":
-            challenge = b""  # RFC 4616 §2: the server sends an empty challenge
-        else:
-            challenge = _LOGIN_USERNAME if sasl.username is None else _LOGIN_PASSWORD
+    def _challenge(self, sasl: SaslExchange) -> Answered:
         self._sasl = sasl
         self._mode = _Mode.SASL
-        return Answered(b"334 " + challenge + b"\r\n", ok=True)
-
-
-def _base64(data: bytes) -> bytes:
-    if len(data) % 4:  # strict_mode still lets surplus "=" through
-        raise _Refuse(R.BAD_BASE64)
-    try:
-        return binascii.a2b_base64(data, strict_mode=True)
-    except (binascii.Error, ValueError):
-        raise _Refuse(R.BAD_BASE64) from None
-
-
-def _utf8(data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _Refuse(R.BAD_SASL_MESSAGE) from None
-
-
-def _plain(message: bytes) -> AuthCredentials:
-    """RFC 4616 §2: [authzid] NUL authcid NUL passwd, UTF-8."""
-    parts = message.split(b"\0")
-    if len(parts) != 3 or not parts[1]:
-        raise _Refuse(R.BAD_SASL_MESSAGE)
-    authzid, authcid, password = (_utf8(part) for part in parts)
-    return AuthCredentials("PLAIN", authzid, authcid, password)
+        return Answered(b"334 " + sasl.challenge() + b"\r\n", ok=True)
 
 
 _COMMANDS = {

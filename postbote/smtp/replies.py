@@ -3,6 +3,7 @@
 A reply is a code, an enhanced status code (RFC 3463, announced by RFC 2034
 ENHANCEDSTATUSCODES) and some text. Keeping every fixed reply in one table below means the
 words a client sees for a given refusal are chosen once, and tests can name them.
+``Refusal`` carries one of those replies out of the server core's parsers.
 """
 
 from __future__ import annotations
@@ -77,6 +78,15 @@ def format_reply(reply: Reply, enhanced: bool = True) -> bytes:
 def _clean(text: str) -> str:
     cleaned = text.translate(_TEXT_SANITIZER)
     return cleaned.encode("ascii", "replace").decode("ascii")
+
+
+class Refusal(Exception):
+    """Stop handling this command and answer ``reply``. Raised by the server core's parsers
+    (parameters, SASL) and caught by the core, which answers it: it never reaches the adapter."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.text)
+        self.reply = reply
 
 
 # --- the replies the core gives by itself ----------------------------------------------------

@@ -41,7 +41,7 @@ from postbote.log import event
 from postbote import metrics
 from postbote.mail.address import AddressError, parse_address
 from postbote.smtp import replies as R
-from postbote.smtp.protocol import (
+from postbote.smtp.events import (
     Answered,
     AuthCredentials,
     BdatChunk,
@@ -59,11 +59,10 @@ from postbote.smtp.protocol import (
     Quit,
     RcptTo,
     Rset,
-    SmtpConfig,
-    SmtpServerCore,
     StartTls,
     Vrfy,
 )
+from postbote.smtp.protocol import SmtpConfig, SmtpServerCore
 from postbote.smtp.replies import Reply
 from postbote.tls import describe
 

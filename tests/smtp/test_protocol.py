@@ -10,7 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from postbote.smtp import replies as R
-from postbote.smtp.protocol import (
+from postbote.smtp.data import DotReader
+from postbote.smtp.events import (
     Answered,
     AuthCredentials,
     BdatChunk,
@@ -19,24 +20,20 @@ from postbote.smtp.protocol import (
     DataChunk,
     DataEnd,
     DataStart,
-    DotReader,
     Event,
     Expn,
     Helo,
     Help,
     MailFrom,
-    MailParams,
     Noop,
     Quit,
-    RcptParams,
     RcptTo,
     Rset,
-    SmtpConfig,
-    SmtpServerCore,
-    SmtpUsageError,
     StartTls,
     Vrfy,
 )
+from postbote.smtp.parameters import MailParams, RcptParams
+from postbote.smtp.protocol import SmtpConfig, SmtpServerCore, SmtpUsageError
 from postbote.smtp.replies import Reply, format_reply
 
 CFG = SmtpConfig(hostname="mx.test", tls_available=True, max_message_size=1000)

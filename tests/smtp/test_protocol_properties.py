@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from postbote.smtp import replies as R
-from postbote.smtp.protocol import (
+from postbote.smtp.events import (
     Answered,
     BdatChunk,
     BdatEnd,
@@ -20,10 +20,9 @@ from postbote.smtp.protocol import (
     DataEnd,
     DataStart,
     Event,
-    SmtpConfig,
-    SmtpServerCore,
     StartTls,
 )
+from postbote.smtp.protocol import SmtpConfig, SmtpServerCore
 from postbote.smtp.replies import Reply
 from tests.smtp.test_protocol import policy, unstuffed
 
