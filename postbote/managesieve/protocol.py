@@ -23,14 +23,15 @@ never raises. Misuse by the adapter (answering when nothing is pending) raises
 
 from __future__ import annotations
 
-import binascii
 import re
 import unicodedata
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable
+
+from postbote.linecore import LineCoreBase, Refusal, check_code, decode_plain, strip_eol
 
 CRLF = b"\r\n"
 
@@ -45,7 +46,6 @@ MAX_NAME_CHARS = 128
 _ATOM = re.compile(rb"[!#-'*-\[\]-z|-~]+")  # RFC 5804 §4 ATOM-CHAR, without "{", SP, DQUOTE
 _LITERAL = re.compile(rb"\{(\d{1,10})(\+?)\}")
 _LITERAL_TAIL = re.compile(rb"\{(\d{1,10})\+?\}\r?$")
-_CODE_SYNTAX = re.compile(r"[A-Z0-9-]+(/[A-Z0-9-]+)*")
 # RFC 5804 §1.6: no control characters (C0, DEL, C1), no line or paragraph separator.
 _BAD_NAME_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -135,9 +135,7 @@ def format_response(response: Response) -> bytes:
     """RFC 5804 §4 response-oknobye: ``OK|NO|BYE [SP "(" code ")"] [SP string] CRLF``."""
     head = {Ok: b"OK", No: b"NO", Bye: b"BYE"}[type(response)]
     if response.code is not None:
-        if not _CODE_SYNTAX.fullmatch(response.code):
-            raise ValueError(f"not a ManageSieve response code: {response.code!r}")
-        code = response.code.encode()
+        code = check_code(response.code, "ManageSieve").encode()
         if response.code_arg is not None:
             code += b" " + quote(response.code_arg)
         head += b" (" + code + b")"
@@ -268,11 +266,11 @@ class Atom:
 Token = Atom | bytes  # bytes: a string, quoted or literal
 
 
-class _Refuse(Exception):
+class _Refuse(Refusal):
     """Raised inside the core to answer NO (or BYE); never leaves the core."""
 
     def __init__(self, text: str, code: str | None = None, bye: bool = False) -> None:
-        super().__init__(text)
+        super().__init__(text, code)
         self.response: Response = Bye(text, code) if bye else No(text, code)
 
 
@@ -350,18 +348,17 @@ _ANY_STATE = _BEFORE_LOGIN | _AFTER_LOGIN
 _SCRIPT_ARGUMENT = {"PUTSCRIPT": 2, "CHECKSCRIPT": 1}
 
 
-class SieveCore:
+class SieveCore(LineCoreBase[Event]):
     """One ManageSieve session, from greeting to LOGOUT."""
+
+    usage_error = SieveUsageError
 
     def __init__(self, config: SieveConfig | None = None) -> None:
         self._config = config or SieveConfig()
+        super().__init__(self._config.tls_active)
         self._state = SieveState.NON_AUTHENTICATED
-        self._tls_active = self._config.tls_active
         self._owner: str | None = None
         self._in_sasl = False  # after the empty PLAIN challenge: the next line is a response
-        self._pending: Event | None = None
-        self._tls_wait = False  # STARTTLS answered OK: nothing counts until the handshake
-        self._eof = False
         self._buf = bytearray()
         self._commands: deque[list[Token] | _Bad] = deque()
         # The command being read: its tokens, the non-literal octets so far, a literal in flight.
@@ -379,10 +376,6 @@ class SieveCore:
         return self._state
 
     @property
-    def tls_active(self) -> bool:
-        return self._tls_active
-
-    @property
     def buffered(self) -> int:
         """Octets held but not yet turned into events: for the adapter's flow control."""
         return len(self._buf) + len(self._literal) + sum(
@@ -394,15 +387,10 @@ class SieveCore:
         """RFC 5804 §1.7: the server starts by sending its capabilities and OK."""
         return self._capability_lines() + format_response(Ok(f"{self._config.hostname} ManageSieve ready"))
 
-    def receive(self, data: bytes) -> None:
-        """Feed what the socket gave, in any chunking; ``b""`` means the client closed."""
-        if self._state is SieveState.LOGOUT or self._eof:
-            return
-        if not data:
-            self._eof = True
-            return
-        if self._tls_wait:
-            return  # plaintext sent behind STARTTLS must never count as encrypted (CVE-2011-0411)
+    def _ended(self) -> bool:
+        return self._state is SieveState.LOGOUT
+
+    def _take(self, data: bytes) -> None:
         self._buf += data
         self._parse()
 
@@ -451,7 +439,7 @@ class SieveCore:
             self._tokens = []
             self._skip(segment)
             return
-        line = _strip_eol(segment)
+        line = strip_eol(segment)
         continued = bool(self._tokens) or self._line_used > len(segment)
         if continued:
             if line and not line.startswith(b" "):
@@ -495,7 +483,7 @@ class SieveCore:
     def _skip(self, segment: bytes) -> None:
         """Drop a line of a bad command; if it ends with a literal marker, drop the literal
         too, so its octets are not read as commands."""
-        tail = _strip_eol(self._skip_tail + segment)
+        tail = strip_eol(self._skip_tail + segment)
         self._skip_tail = b""
         match = _LITERAL_TAIL.search(tail)
         if match is not None:
@@ -511,12 +499,6 @@ class SieveCore:
         self._line_used = 0
 
     # -- output
-
-    def events(self) -> Iterator[Event]:
-        """Events in order. Stops at an event the adapter must answer, and goes on (even in
-        the same loop) once it has been answered."""
-        while (event := self.next_event()) is not None:
-            yield event
 
     def next_event(self) -> Event | None:
         if self._pending is not None or self._tls_wait or self._state is SieveState.LOGOUT:
@@ -594,17 +576,6 @@ class SieveCore:
         self._state = SieveState.LOGOUT
         self._reset_input()
 
-    def _take_pending(self) -> Event:
-        event = self._pending
-        if event is None:
-            raise SieveUsageError("nothing to answer: the core answered that command itself")
-        self._pending = None
-        return event
-
-    def _set_pending(self, event: Event) -> Event:
-        self._pending = event
-        return event
-
     # -- one command in, one event out
 
     def _handle(self, command: list[Token] | _Bad) -> Event:
@@ -617,11 +588,12 @@ class SieveCore:
                 self._in_sasl = False
                 return self._sasl_response(command)
             return self._command(command)
-        except _Refuse as refusal:
-            close = isinstance(refusal.response, Bye)
+        except Refusal as refusal:
+            response = refusal.response if isinstance(refusal, _Refuse) else No(refusal.text, refusal.code)
+            close = isinstance(response, Bye)
             if close:
                 self._close()
-            return Answered(format_response(refusal.response), ok=False, close=close)
+            return Answered(format_response(response), ok=False, close=close)
 
     def _command(self, tokens: list[Token]) -> Event:
         if not tokens:
@@ -738,14 +710,14 @@ class SieveCore:
         if len(args) == 1:
             self._in_sasl = True
             return Answered(quote("") + CRLF, ok=True)  # RFC 4616: PLAIN's challenge is empty
-        return self._set_pending(_plain(_base64(args[1])))
+        return self._set_pending(_plain(args[1]))
 
     def _sasl_response(self, tokens: list[Token]) -> Event:
         if len(tokens) != 1 or not isinstance(tokens[0], bytes):
             raise _Refuse("a SASL response is one string")
         if tokens[0] == b"*":
             raise _Refuse("authentication cancelled")  # RFC 5804 §2.1
-        return self._set_pending(_plain(_base64(tokens[0])))
+        return self._set_pending(_plain(tokens[0]))
 
     # -- authenticated
 
@@ -808,31 +780,6 @@ _COMMANDS: dict[str, tuple[_Handler, frozenset[SieveState]]] = {
 }
 
 
-def _strip_eol(raw: bytes) -> bytes:
-    """Commands end with CRLF; a bare LF is accepted too."""
-    line = raw[:-1] if raw.endswith(b"\n") else raw
-    return line[:-1] if line.endswith(b"\r") else line
-
-
-def _base64(data: Token) -> bytes:
-    """RFC 4648 base64, canonical only, so the decoded bytes are exactly what was meant."""
-    assert isinstance(data, bytes)
-    try:
-        decoded = binascii.a2b_base64(data, strict_mode=True)
-    except binascii.Error:
-        decoded = None
-    if decoded is None or binascii.b2a_base64(decoded, newline=False) != data:
-        raise _Refuse("invalid base64 in SASL response")
-    return decoded
-
-
-def _plain(message: bytes) -> Authenticate:
-    """RFC 4616: authzid NUL authcid NUL passwd, UTF-8, authcid and passwd not empty."""
-    parts = message.split(b"\0")
-    if len(parts) != 3 or not parts[1] or not parts[2]:
-        raise _Refuse("invalid PLAIN response, expected authzid NUL user NUL password")
-    try:
-        authzid, user, password = (part.decode("utf-8") for part in parts)
-    except UnicodeDecodeError:
-        raise _Refuse("PLAIN credentials must be UTF-8") from None
-    return Authenticate(authzid, user, password)
+def _plain(response: Token) -> Authenticate:
+    assert isinstance(response, bytes)  # the grammar checked it is a string
+    return Authenticate(*decode_plain(response))

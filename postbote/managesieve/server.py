@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from postbote import sieve
 from postbote.accounts.service import AuthFailed
 from postbote.config import LimitSettings
+from postbote.linesession import EndSession, LineSession, Tally, may_act_as, plaintext_allowed
 from postbote.listener import Connection, Listener
 from postbote.log import event
-from postbote.pop3.server import plaintext_allowed
 from postbote.store import AlreadyExists, NotFound, StoreError
 from postbote.store.types import Account
 
@@ -65,8 +64,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("postbote.managesieve")
 
 BUSY_REPLY = format_response(Bye("too many connections, try again later", "TRYLATER"))
-CHUNK = 64 * 1024
-TLS_HANDSHAKE_TIMEOUT = 30
 # Every input has a bound: a client that never logs in cannot keep a slot with NOOP forever.
 MAX_COMMANDS_BEFORE_LOGIN = 50
 # Scripts per account: far more than any client's filter editor makes.
@@ -114,127 +111,65 @@ class SieveService:
         await SieveSession(self, reader, writer, conn).run()
 
 
-class _EndSession(Exception):
-    """Stop serving this connection after a last BYE (too many errors, idle, shutdown)."""
-
-    def __init__(self, reason: str, line: bytes = b"") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.line = line
-
-
 @dataclass
-class _Tally:
+class _Tally(Tally):
     """What the session's log line reports."""
 
-    user: str | None = None
     uploaded: int = 0
-    auth_failures: int = 0
-    end: str = "eof"
 
 
-class SieveSession:
+class SieveSession(LineSession[SieveCore]):
     """Drives one ``SieveCore`` with an asyncio stream, from greeting to close."""
+
+    protocol = "managesieve"
+    logger = log
+    closed_state = SieveState.LOGOUT
+    login_state = SieveState.NON_AUTHENTICATED
+    max_commands_before_login = MAX_COMMANDS_BEFORE_LOGIN
+    shutdown_line = format_response(Bye("server shutting down, try again later", "TRYLATER"))
+    tally: _Tally
 
     def __init__(self, service: SieveService, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, conn: Connection) -> None:
+        app = service.app
+        core = SieveCore(core_config(app.settings.hostname, conn.peer_ip,
+                                     app.ssl_context is not None, app.settings.limits))
+        super().__init__(app, reader, writer, conn, core, app.settings.limits.command_timeout, _Tally())
         self.service = service
-        self.app = service.app
-        self.reader, self.writer, self.conn = reader, writer, conn
-        self.core = SieveCore(core_config(self.app.settings.hostname, conn.peer_ip,
-                                          self.app.ssl_context is not None, self.app.settings.limits))
-        self.timeout = self.app.settings.limits.command_timeout
         self.account: Account | None = None
-        self.errors = 0
-        self.commands_before_login = 0
-        self.tally = _Tally()
-        self._idle = False
-        self._stop_requested = False
         conn.on_stop = self.request_stop
 
-    async def run(self) -> None:
-        self.writer.write(self.core.greeting())
-        try:
-            await self._serve()
-        except _EndSession as end:
-            self.tally.end = end.reason
-            if end.line and not self.writer.is_closing():
-                self.writer.write(end.line)
-                await self._drain()
-        except OSError:
-            self.tally.end = "connection lost"
-            raise
-        finally:
-            self._log()
+    def greeting(self) -> bytes:
+        return self.core.greeting()
 
-    def request_stop(self) -> None:
-        """Shutdown: an idle session says BYE now; a busy one after its current command."""
-        self._stop_requested = True
-        if self._idle and not self.writer.is_closing():
-            self.writer.write(_SHUTDOWN_LINE)
-            self.writer.close()
-            self.tally.end = "shutdown"
+    def _closing_line(self, text: str) -> bytes:
+        return format_response(Bye(text))
 
-    async def _serve(self) -> None:
-        while self.core.state is not SieveState.LOGOUT:
-            for ev in self.core.events():
-                await self._dispatch(ev)
-                self._check_bounds()
-            if self.core.state is SieveState.LOGOUT:
-                break
-            if self._stop_requested:
-                raise _EndSession("shutdown", _SHUTDOWN_LINE)
-            await self._drain()
-            self.core.receive(await self._read())
-        if not self.writer.is_closing():
-            await self._drain()
-
-    async def _read(self) -> bytes:
-        self._idle = True
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await self.reader.read(CHUNK)
-        except TimeoutError:
-            line = format_response(Bye(f"idle for {self.timeout} seconds, closing", "TRYLATER"))
-            raise _EndSession("idle timeout", line) from None
-        finally:
-            self._idle = False
-
-    async def _drain(self) -> None:
-        if self.writer.transport.get_write_buffer_size() == 0:
-            return
-        async with asyncio.timeout(self.timeout):
-            await self.writer.drain()
-
-    def _check_bounds(self) -> None:
-        if self.errors >= self.app.settings.limits.max_errors:
-            raise _EndSession("too many errors", format_response(Bye("too many errors, closing connection")))
-        if self.core.state is SieveState.NON_AUTHENTICATED:
-            self.commands_before_login += 1
-            if self.commands_before_login > MAX_COMMANDS_BEFORE_LOGIN:
-                raise _EndSession("too many commands before login",
-                                  format_response(Bye("too many commands before login, closing connection")))
+    def _idle_end(self) -> EndSession:
+        line = format_response(Bye(f"idle for {self.timeout} seconds, closing", "TRYLATER"))
+        return EndSession("idle timeout", line)
 
     def _answer(self, response: Response) -> None:
         if not isinstance(response, Ok):
             self.errors += 1
-        self.writer.write(self.core.send(response))
+        self._send(self.core.send(response))
 
     async def _dispatch(self, ev: Event) -> None:
         match ev:
             case Answered(data=data, ok=ok):
-                self.writer.write(data)
+                self._send(data)
                 self.errors += not ok
             case Authenticate():
                 await self._login(ev)
             case StartTls():
-                await self._start_tls()
+                await self._upgrade_tls(self.core.send(Ok("begin TLS negotiation")))
+                self._send(self.core.tls_established())
             case Logout():
                 self.tally.end = "logout"
-                self.writer.write(self.core.send(Ok("logout completed")))
+                self._send(self.core.send(Ok("logout completed")))
             case Unauthenticate():
                 self.account = None
-                self.writer.write(self.core.send(Ok("unauthenticate completed")))
+                self._send(self.core.send(Ok("unauthenticate completed")))
             case ConnectionClosed():
                 pass
             case _:
@@ -263,24 +198,14 @@ class SieveSession:
                 self._answer(No("invalid user name or password"))
             return
         account = result.account
-        if ev.authzid and ev.authzid.lower() not in (ev.user.lower(), account.address):
+        if not may_act_as(ev.authzid, ev.user, account.address):
             self._answer(No(f"not authorized to act as {ev.authzid}"))
             return
         self.account = account
         self.tally.user = account.address
         event(log, "managesieve login", session=self.conn.id, user=account.address,
               app_password=result.app_password, tls=self.core.tls_active)
-        self.writer.write(self.core.authenticated(account.address))
-
-    async def _start_tls(self) -> None:
-        assert self.app.ssl_context is not None  # the core offers STARTTLS only with a context
-        self.writer.write(self.core.send(Ok("begin TLS negotiation")))
-        await self._drain()
-        # CVE-2011-0411: bytes the client sent behind STARTTLS were plaintext; the core dropped
-        # what it had, the stream's buffer may hold more. asyncio has no public call for this.
-        self.reader._buffer.clear()  # type: ignore[attr-defined]
-        await self.writer.start_tls(self.app.ssl_context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
-        self.writer.write(self.core.tls_established())
+        self._send(self.core.authenticated(account.address))
 
     # -- authenticated
 
@@ -293,13 +218,13 @@ class SieveSession:
         match ev:
             case ListScripts():
                 scripts = await store.sieve_list(account_id)
-                self.writer.write(self.core.send_listing([(s.name, s.active) for s in scripts]))
+                self._send(self.core.send_listing([(s.name, s.active) for s in scripts]))
             case GetScript(name=name):
                 text = await store.sieve_get(account_id, name)
                 if text is None:
                     self._answer(No(f"no script named {name}", "NONEXISTENT"))
                 else:
-                    self.writer.write(self.core.send_script(text))
+                    self._send(self.core.send_script(text))
             case HaveSpace(name=name):
                 self._answer(await self._room_for(name) or Ok("putscript would succeed"))
             case PutScript(name=name, script=script):
@@ -370,11 +295,5 @@ class SieveSession:
             return No(f"a script named {new} already exists", "ALREADYEXISTS")
         return Ok("renamescript completed")
 
-    def _log(self) -> None:
-        t = self.tally
-        event(log, "managesieve session", session=self.conn.id, ip=self.conn.peer_ip, user=t.user,
-              tls=self.core.tls_active, uploaded=t.uploaded, auth_failures=t.auth_failures,
-              errors=self.errors, end=t.end, seconds=round(time.monotonic() - self.conn.started, 3))
-
-
-_SHUTDOWN_LINE = format_response(Bye("server shutting down, try again later", "TRYLATER"))
+    def _log_fields(self) -> dict[str, Any]:
+        return {"tls": self.core.tls_active, "uploaded": self.tally.uploaded}

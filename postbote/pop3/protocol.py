@@ -22,20 +22,20 @@ raises. Misuse by the adapter (answering when nothing is pending) raises ``Pop3U
 
 from __future__ import annotations
 
-import binascii
 import re
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable
+
+from postbote.linecore import LineCoreBase, Refusal, check_code, decode_plain, strip_eol
 
 CRLF = b"\r\n"
 TERMINATOR = b".\r\n"
 
 # RFC 2449 §8 response codes known to clients; others are allowed if well-formed.
 RESPONSE_CODES = frozenset({"IN-USE", "LOGIN-DELAY", "SYS/TEMP", "SYS/PERM", "AUTH"})
-_CODE_SYNTAX = re.compile(r"[A-Z0-9-]+(/[A-Z0-9-]+)*")
 # RFC 1939 §7: a unique-id is 1 to 70 characters from 0x21 to 0x7E.
 _UID_SYNTAX = re.compile(r"[\x21-\x7e]{1,70}")
 # RFC 1939 §7: the APOP timestamp is a msg-id, "<...>".
@@ -139,9 +139,7 @@ def format_reply(reply: Reply) -> bytes:
     else:
         head = "-ERR"
         if reply.code is not None:
-            if not _CODE_SYNTAX.fullmatch(reply.code):
-                raise ValueError(f"not a POP3 response code: {reply.code!r}")
-            head += f" [{reply.code}]"
+            head += f" [{check_code(reply.code, 'POP3')}]"
     text = reply.text.translate(_TEXT_SANITIZER)
     line = f"{head} {text}" if text else head
     return line.encode("utf-8") + CRLF
@@ -290,14 +288,7 @@ def top_bytes(message: bytes, lines: int) -> bytes:
 # --- the core ------------------------------------------------------------------------------
 
 
-class _Refuse(Exception):
-    """Raised inside a command handler to answer -ERR; never leaves the core."""
-
-    def __init__(self, text: str, code: str | None = None) -> None:
-        super().__init__(text)
-        self.reply = Err(text, code)
-
-
+_Refuse = Refusal  # raised inside a command handler to answer -ERR; never leaves the core
 _OVERLONG = None  # a queued line that broke the length bound while arriving
 _Handler = Callable[["Pop3Core", bytes], Event]
 _BEFORE_LOGIN = frozenset({Pop3State.AUTHORIZATION})
@@ -305,25 +296,24 @@ _AFTER_LOGIN = frozenset({Pop3State.TRANSACTION})
 _ANY_STATE = _BEFORE_LOGIN | _AFTER_LOGIN
 
 
-class Pop3Core:
+class Pop3Core(LineCoreBase[Event]):
     """One POP3 session, from greeting to QUIT."""
+
+    usage_error = Pop3UsageError
 
     def __init__(self, config: Pop3Config | None = None) -> None:
         self._config = config or Pop3Config()
+        super().__init__(self._config.tls_active)
         self._state = Pop3State.AUTHORIZATION
-        self._tls_active = self._config.tls_active
         self._challenge: str | None = None
         self._user: str | None = None  # after USER, before PASS
         self._in_sasl = False  # after "AUTH PLAIN" and "+ ": the next line is a SASL response
-        self._pending: Event | None = None  # the event the adapter has yet to answer
-        self._tls_wait = False  # STLS answered +OK: nothing counts until the handshake
         self._sizes: tuple[int, ...] = ()
         self._uids: tuple[str, ...] = ()
         self._deleted: set[int] = set()
         self._lines: deque[bytes | None] = deque()
         self._tail = bytearray()
         self._skipping = False  # inside an overlong line, dropping bytes up to its LF
-        self._eof = False
         self._hard_limit = max(self._config.max_command_line, self._config.max_sasl_line)
 
     # -- what the adapter may look at
@@ -331,10 +321,6 @@ class Pop3Core:
     @property
     def state(self) -> Pop3State:
         return self._state
-
-    @property
-    def tls_active(self) -> bool:
-        return self._tls_active
 
     @property
     def buffered(self) -> int:
@@ -354,15 +340,10 @@ class Pop3Core:
             text += f" {challenge}"
         return format_reply(Ok(text))
 
-    def receive(self, data: bytes) -> None:
-        """Feed what the socket gave, in any chunking; ``b""`` means the client closed."""
-        if self._state is Pop3State.CLOSED or self._eof:
-            return
-        if not data:
-            self._eof = True
-            return
-        if self._tls_wait:
-            return  # RFC 2595 §4 / plaintext injection: bytes before the handshake are dropped
+    def _ended(self) -> bool:
+        return self._state is Pop3State.CLOSED
+
+    def _take(self, data: bytes) -> None:
         self._tail += data
         self._split_lines()
 
@@ -389,12 +370,6 @@ class Pop3Core:
             del tail[: nl + 1]
 
     # -- output
-
-    def events(self) -> Iterator[Event]:
-        """Events in order. Stops at an event the adapter must answer, and goes on (even in
-        the same loop) once it has been answered: pipelined commands wait for that answer."""
-        while (event := self.next_event()) is not None:
-            yield event
 
     def next_event(self) -> Event | None:
         if self._pending is not None or self._state is Pop3State.CLOSED:
@@ -478,13 +453,6 @@ class Pop3Core:
         self._lines.clear()
         self._tail.clear()
 
-    def _take_pending(self) -> Event:
-        event = self._pending
-        if event is None:
-            raise Pop3UsageError("nothing to answer: the core answered that command itself")
-        self._pending = None
-        return event
-
     # -- one line in, one event out
 
     def _handle(self, raw: bytes | None) -> Event:
@@ -493,14 +461,14 @@ class Pop3Core:
                 self._in_sasl = False
                 return self._sasl_response(raw)
             return self._command(raw)
-        except _Refuse as refusal:
-            return Answered(format_reply(refusal.reply), ok=False)
+        except Refusal as refusal:
+            return Answered(format_reply(Err(refusal.text, refusal.code)), ok=False)
 
     def _command(self, raw: bytes | None) -> Event:
         limit = self._config.max_command_line
         if raw is None:
             raise _Refuse(f"line too long (at most {limit} octets)")
-        line = _strip_eol(raw)
+        line = strip_eol(raw)
         keyword, _, rest = line.partition(b" ")
         name = keyword.upper()
         if len(raw) > limit and not (name == b"AUTH" and len(raw) <= self._config.max_sasl_line):
@@ -522,10 +490,6 @@ class Pop3Core:
         if body is not None:
             data += b"".join(line.encode() + CRLF for line in body) + TERMINATOR
         return Answered(data, ok=True)
-
-    def _set_pending(self, event: Event) -> Event:
-        self._pending = event
-        return event
 
     # -- argument parsing
 
@@ -624,15 +588,15 @@ class Pop3Core:
             return Answered(b"+ " + CRLF, ok=True)  # RFC 5034 §4: empty PLAIN challenge
         # RFC 5034 §4: "=" is a zero-length initial response.
         initial = "" if args[1] == "=" else args[1]
-        return self._set_pending(_plain(_base64(initial.encode("ascii", "replace"))))
+        return self._set_pending(_plain(initial.encode("ascii", "replace")))
 
     def _sasl_response(self, raw: bytes | None) -> Event:
         if raw is None:
             raise _Refuse(f"SASL response too long (at most {self._config.max_sasl_line} octets)")
-        line = _strip_eol(raw)
+        line = strip_eol(raw)
         if line == b"*":
             raise _Refuse("authentication cancelled")  # RFC 5034 §4
-        return self._set_pending(_plain(_base64(line)))
+        return self._set_pending(_plain(line))
 
     def _cmd_stls(self, rest: bytes) -> Event:
         self._args(rest, 0, 0, "STLS")
@@ -735,34 +699,8 @@ _COMMANDS: dict[bytes, tuple[_Handler, frozenset[Pop3State]]] = {
 }
 
 
-def _strip_eol(raw: bytes) -> bytes:
-    """Commands end with CRLF; a bare LF is accepted too, as most servers do."""
-    line = raw[:-1] if raw.endswith(b"\n") else raw
-    return line[:-1] if line.endswith(b"\r") else line
-
-
-def _base64(data: bytes) -> bytes:
-    """RFC 4648 base64, canonical only: the decoder alone lets stray "=" and non-zero
-    padding bits through, so the result must encode back to exactly what was sent."""
-    try:
-        decoded = binascii.a2b_base64(data, strict_mode=True)
-    except binascii.Error:
-        decoded = None
-    if decoded is None or binascii.b2a_base64(decoded, newline=False) != data:
-        raise _Refuse("invalid base64 in SASL response")
-    return decoded
-
-
-def _plain(message: bytes) -> AuthCredentials:
-    """RFC 4616: authzid NUL authcid NUL passwd, UTF-8, authcid and passwd not empty."""
-    parts = message.split(b"\0")
-    if len(parts) != 3 or not parts[1] or not parts[2]:
-        raise _Refuse("invalid PLAIN response, expected authzid NUL user NUL password")
-    try:
-        authzid, user, password = (part.decode("utf-8") for part in parts)
-    except UnicodeDecodeError:
-        raise _Refuse("PLAIN credentials must be UTF-8") from None
-    return AuthCredentials(authzid, user, password, "PLAIN")
+def _plain(response: bytes) -> AuthCredentials:
+    return AuthCredentials(*decode_plain(response), "PLAIN")
 
 
 def _checked_maildrop(

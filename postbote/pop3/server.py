@@ -29,17 +29,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import ipaddress
 import logging
 import os
-import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from postbote.accounts.service import AuthFailed
 from postbote.config import LimitSettings
+from postbote.linesession import CHUNK, EndSession, LineSession, Tally, may_act_as, plaintext_allowed
 from postbote.listener import Connection, Listener
 from postbote.log import event
 from postbote.store import NotFound, StoreError
@@ -72,9 +71,9 @@ log = logging.getLogger("postbote.pop3")
 BUSY_REPLY = b"-ERR [SYS/TEMP] too many connections\r\n"
 # RFC 1939 §3: an inactivity autologout timer MUST be at least 10 minutes.
 MIN_IDLE_TIMEOUT = 600
-CHUNK = 64 * 1024  # socket reads, and how much output may queue before waiting on the client
+# How much output may queue before waiting on the client: as much as one socket read.
+OUTPUT_QUEUE = CHUNK
 BLOB_CHUNK = 256 * 1024  # blob file reads: most messages in one executor hop, memory still bounded
-TLS_HANDSHAKE_TIMEOUT = 30
 # Every input has a bound: a client that never logs in cannot keep a slot with CAPA forever.
 MAX_COMMANDS_BEFORE_LOGIN = 50
 SIZE_CACHE_ENTRIES = 100_000
@@ -93,17 +92,6 @@ def listeners(app: App) -> list[Listener]:
 
 
 # --- policy, as plain functions so tests can check them without a socket -------------------
-
-
-def plaintext_allowed(peer_ip: str) -> bool:
-    """Whether USER/PASS and AUTH PLAIN may be used before TLS: only from loopback."""
-    try:
-        ip = ipaddress.ip_address(peer_ip.partition("%")[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
 
 
 def core_config(hostname: str, peer_ip: str, tls_available: bool, implicit_tls: bool) -> Pop3Config:
@@ -353,107 +341,57 @@ def _scan(paths: Sequence[Path]) -> list[int]:
 # --- one connection ------------------------------------------------------------------------
 
 
-class _EndSession(Exception):
-    """Stop serving this connection after a last line (too many errors, autologout …)."""
-
-    def __init__(self, reason: str, line: bytes = b"") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.line = line
-
-
 @dataclass
-class _Tally:
+class _Tally(Tally):
     """What the session's log line reports."""
 
-    user: str | None = None
     mechanism: str | None = None
     messages: int = 0
     retrieved: set[int] = field(default_factory=set)
     octets: int = 0
     deleted: int = 0
-    auth_failures: int = 0
-    end: str = "eof"
 
 
-class Pop3Session:
+class Pop3Session(LineSession[Pop3Core]):
     """Drives one ``Pop3Core`` with an asyncio stream, from greeting to close."""
+
+    protocol = "pop3"
+    logger = log
+    closed_state = Pop3State.CLOSED
+    login_state = Pop3State.AUTHORIZATION
+    max_commands_before_login = MAX_COMMANDS_BEFORE_LOGIN
+    shutdown_line = format_reply(Err("server shutting down, try again later", "SYS/TEMP"))
+    tally: _Tally
 
     def __init__(self, service: Pop3Service, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, conn: Connection) -> None:
+        app = service.app
+        core = Pop3Core(core_config(app.settings.hostname, conn.peer_ip,
+                                    app.ssl_context is not None, conn.implicit_tls))
+        super().__init__(app, reader, writer, conn, core, idle_timeout(app.settings.limits), _Tally())
         self.service = service
-        self.app = service.app
-        self.reader, self.writer, self.conn = reader, writer, conn
-        self.core = Pop3Core(core_config(self.app.settings.hostname, conn.peer_ip,
-                                         self.app.ssl_context is not None, conn.implicit_tls))
-        self.timeout = idle_timeout(self.app.settings.limits)
         self.account: Account | None = None
         self.maildrop: Maildrop | None = None
-        self.errors = 0
-        self.commands_before_login = 0
-        self.tally = _Tally()
-        self._idle = False
-        self._stop_requested = False
         self._out: list[bytes] = []
         self._queued = 0
         self._marked: set[int] = set()  # message numbers already marked \Seen
 
-    async def run(self) -> None:
-        self._send(self.core.greeting())
-        try:
-            try:
-                await self._serve()
-            except _EndSession as end:
-                await self._say_goodbye(end)
-            # Every orderly end (QUIT, EOF, autologout, shutdown): what RETR sent was read.
-            await self._mark_seen(self.tally.retrieved - self._marked)
-        except OSError:
-            self.tally.end = "connection lost"
-            raise
-        finally:
-            if self.account is not None:
-                self.service.unlock(self.account.id)
-            self._log()
+    def greeting(self) -> bytes:
+        return self.core.greeting()
 
-    async def _say_goodbye(self, end: _EndSession) -> None:
-        self.tally.end = end.reason
-        if end.line and not self.writer.is_closing():
-            self._send(end.line)
-            await self._drain()
+    async def _after_serve(self) -> None:
+        # Every orderly end (QUIT, EOF, autologout, shutdown): what RETR sent was read.
+        await self._mark_seen(self.tally.retrieved - self._marked)
 
-    def request_stop(self) -> None:
-        """Shutdown: an idle session is told and closed now (its pending read then sees EOF and
-        the session ends without UPDATE); a busy one stops after its current command."""
-        self._stop_requested = True
-        if self._idle and not self.writer.is_closing():
-            self.writer.write(_SHUTDOWN_LINE)
-            self.writer.close()
-            self.tally.end = "shutdown"
+    def _release(self) -> None:
+        if self.account is not None:
+            self.service.unlock(self.account.id)
 
-    async def _serve(self) -> None:
-        while self.core.state is not Pop3State.CLOSED:
-            for ev in self.core.events():
-                await self._dispatch(ev)
-                self._check_bounds()
-            if self.core.state is Pop3State.CLOSED:
-                break
-            if self._stop_requested:
-                raise _EndSession("shutdown", _SHUTDOWN_LINE)
-            await self._drain()
-            self.core.receive(await self._read())
-        if not self.writer.is_closing():
-            await self._drain()
+    def _closing_line(self, text: str) -> bytes:
+        return format_reply(Err(text))
 
-    async def _read(self) -> bytes:
-        self._idle = True
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await self.reader.read(CHUNK)
-        except TimeoutError:
-            line = format_reply(Err(f"autologout: idle for {self.timeout} seconds"))
-            raise _EndSession("autologout", line) from None
-        finally:
-            self._idle = False
+    def _idle_end(self) -> EndSession:
+        return EndSession("autologout", self._closing_line(f"autologout: idle for {self.timeout} seconds"))
 
     def _send(self, data: bytes) -> None:
         """Queue output; ``_drain`` writes it in one go, so a small RETR or a pipelined batch of
@@ -466,19 +404,7 @@ class Pop3Session:
             self.writer.write(b"".join(self._out))
             self._out.clear()
             self._queued = 0
-        if self.writer.transport.get_write_buffer_size() == 0:
-            return  # all of it went to the socket at once: nothing to wait for
-        async with asyncio.timeout(self.timeout):
-            await self.writer.drain()
-
-    def _check_bounds(self) -> None:
-        if self.errors >= self.app.settings.limits.max_errors:
-            raise _EndSession("too many errors", format_reply(Err("too many errors, closing connection")))
-        if self.core.state is Pop3State.AUTHORIZATION:
-            self.commands_before_login += 1
-            if self.commands_before_login > MAX_COMMANDS_BEFORE_LOGIN:
-                raise _EndSession("too many commands before login",
-                                  format_reply(Err("too many commands before login, closing connection")))
+        await super()._drain()
 
     async def _dispatch(self, ev: Event) -> None:
         match ev:
@@ -491,7 +417,8 @@ class Pop3Session:
             case ApopCredentials():
                 self._send(self.core.auth_failed("AUTH", "APOP is not supported"))
             case StartTls():
-                await self._start_tls()
+                await self._upgrade_tls(self.core.send(Ok("begin TLS negotiation")))
+                self.core.tls_established()
             case Retr(n=n):
                 await self._send_message(n, None)
             case Top(n=n, lines=lines):
@@ -514,7 +441,7 @@ class Pop3Session:
             self._auth_failed(result)
             return
         account = result.account
-        if ev.authzid and ev.authzid.lower() not in (ev.user.lower(), account.address):
+        if not may_act_as(ev.authzid, ev.user, account.address):
             self.errors += 1
             self._send(self.core.auth_failed("AUTH", f"not authorized to act as {ev.authzid}"))
             return
@@ -558,17 +485,6 @@ class Pop3Session:
               user=self.tally.user, error=str(exc))
         self._send(self.core.auth_failed(code, text))
 
-    async def _start_tls(self) -> None:
-        assert self.app.ssl_context is not None  # the core offers STLS only with a context
-        self._send(self.core.send(Ok("begin TLS negotiation")))
-        await self._drain()
-        # RFC 2595 §4 / CVE-2011-0411: anything the client sent after STLS was plaintext; the
-        # core dropped what it had, the stream's buffer may hold more. asyncio has no public
-        # call for this, and nothing yields between here and start_tls pausing the socket.
-        self.reader._buffer.clear()  # type: ignore[attr-defined]
-        await self.writer.start_tls(self.app.ssl_context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
-        self.core.tls_established()
-
     # -- transaction
 
     async def _send_message(self, n: int, lines: int | None) -> None:
@@ -594,7 +510,7 @@ class Pop3Session:
                 self._send(stuffer.feed(chunk))
                 if cut is not None and cut.done:
                     break
-                if self._queued >= CHUNK:
+                if self._queued >= OUTPUT_QUEUE:
                     await self._drain()
         self._send(stuffer.end())
         if lines is None:
@@ -668,16 +584,10 @@ class Pop3Session:
         assert self.maildrop is not None  # the core sends these events only in TRANSACTION
         return self.maildrop
 
-    def _log(self) -> None:
+    def _log_fields(self) -> dict[str, Any]:
         t = self.tally
-        event(log, "pop3 session", session=self.conn.id, ip=self.conn.peer_ip, user=t.user,
-              mechanism=t.mechanism, tls=self.core.tls_active, messages=t.messages,
-              retrieved=len(t.retrieved), octets=t.octets, deleted=t.deleted,
-              auth_failures=t.auth_failures, errors=self.errors, end=t.end,
-              seconds=round(time.monotonic() - self.conn.started, 3))
-
-
-_SHUTDOWN_LINE = format_reply(Err("server shutting down, try again later", "SYS/TEMP"))
+        return {"mechanism": t.mechanism, "tls": self.core.tls_active, "messages": t.messages,
+                "retrieved": len(t.retrieved), "octets": t.octets, "deleted": t.deleted}
 
 
 def _open_and_read(path: Path) -> tuple[BinaryIO, bytes]:
