@@ -50,6 +50,26 @@ class Answer:
         return [b"".join(r.strings).decode("utf-8", "replace") for r in self.rrset]
 
 
+def _special_use(name: str, rdtype: str) -> Answer | None:
+    """Answers for the special-use names RFC 6761 keeps away from DNS servers.
+
+    §6.3: "localhost" names are the loopback address, with negative answers for every
+    other type, and queries for them SHOULD NOT be sent to the configured servers (the
+    development instance's own domain is localhost: its SPF and DMARC checks stay here).
+    §6.4: "invalid" names never exist.
+    """
+    labels = name.lower().rstrip(".").rsplit(".", 1)
+    if labels[-1] == "invalid":
+        raise NxDomain(f"{name}: no such domain (RFC 6761 §6.4)")
+    if labels[-1] != "localhost":
+        return None
+    address = {"A": "127.0.0.1", "AAAA": "::1"}.get(rdtype.upper())
+    if address is None:
+        raise NoRecords(f"{name}: no {rdtype} records (RFC 6761 §6.3)")
+    rrset = dns.rrset.from_text(name.rstrip(".") + ".", 0, "IN", rdtype.upper(), address)
+    return Answer(rrset, authenticated=False)
+
+
 def parse_nameserver(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if sep and port.isdigit() and host and ("." in host or host.startswith("[")):
@@ -74,6 +94,9 @@ class Resolver:
         self._resolver = resolver
 
     async def query(self, name: str, rdtype: str) -> Answer:
+        special = _special_use(name, rdtype)
+        if special is not None:
+            return special
         try:
             answer = await self._resolver.resolve(name, rdtype, search=False)
         except dns.resolver.NXDOMAIN:

@@ -40,7 +40,7 @@ from postbote.imap.selected import RecentClaims
 from postbote.imap.session import Answer, ImapSession, SessionPolicy, State
 from postbote.listener import Connection, Listener
 from postbote.log import event
-from postbote.pop3.server import plaintext_allowed
+from postbote.linesession import plaintext_allowed
 
 if TYPE_CHECKING:
     from postbote.app import App

@@ -55,3 +55,17 @@ async def test_authenticated_flag_is_reported(dns_server):
     dns_server.authenticated = True
     dns_server.add("_25._tcp.mx2.example.com", "TLSA", "3 1 1 " + "cd" * 32)
     assert (await resolver(dns_server).query("_25._tcp.mx2.example.com", "TLSA")).authenticated is True
+
+
+async def test_localhost_and_invalid_names_never_reach_the_dns_server(dns_server):
+    # RFC 6761 §6.3 and §6.4: answered by the resolver itself, never sent to a server.
+    r = resolver(dns_server)
+    assert await r.addresses("localhost") == ["127.0.0.1", "::1"]
+    assert await r.addresses("mail.LOCALHOST.") == ["127.0.0.1", "::1"]
+    with pytest.raises(NoRecords):
+        await r.txt("localhost")  # the development instance's SPF check of its own domain
+    with pytest.raises(NoRecords):
+        await r.txt("_dmarc.localhost")
+    with pytest.raises(NxDomain):
+        await r.mx("anything.invalid")
+    assert dns_server.queries == []
