@@ -82,6 +82,7 @@ class TempFailure:
 class PermFailure:
     address: str
     reason: str
+    status: str = "5.1.1"  # RFC 3463 enhanced status code of the refusal
 
 
 RecipientOutcome = Accepted | TempFailure | PermFailure
@@ -104,6 +105,10 @@ class _SievePlan:
     redirects: list[str] = field(default_factory=list)
     replies: list[tuple[str, bytes]] = field(default_factory=list)  # (recipient, message)
     handled: bool = False  # discarded, rejected or redirected: accepted without a local copy
+    # reject/ereject where the protocol can refuse this recipient alone: the reason for the
+    # SMTP/LMTP reply, and the notice to send instead should the recipient be accepted after all.
+    refusal: str | None = None
+    refusal_notice: tuple[str, bytes] | None = None
 
 
 class DeliveryService:
@@ -127,18 +132,21 @@ class DeliveryService:
         return await self._active.get(account_id, lambda: self.store.sieve_active(account_id))
 
     async def deliver(self, envelope: Envelope, source: bytes | Path, enforce_quota: bool = True,
-                      mailbox: str = "INBOX") -> list[RecipientOutcome]:
+                      mailbox: str = "INBOX", can_refuse: bool = False) -> list[RecipientOutcome]:
         """Durably store the message for every recipient, then say how each fared.
 
         SMTP checks quotas at RCPT and passes ``enforce_quota=False``: a message
         accepted there is not refused after its data arrived, it may take the
         mailbox past its quota, and the next one is refused at RCPT.
+        ``can_refuse``: the caller can answer each recipient on its own (LMTP, or
+        SMTP with one recipient), so a Sieve reject refuses in the protocol instead
+        of mailing a notice to a sender address that may be forged (RFC 5429 §2.1).
         """
         account_ids = list(dict.fromkeys(a for r in envelope.recipients for a in r.accounts))
         outbound = self._outbound(envelope)
         started = time.monotonic()
         try:
-            plans = await self._plans(envelope, source, account_ids, mailbox, enforce_quota)
+            plans = await self._plans(envelope, source, account_ids, mailbox, enforce_quota, can_refuse)
             targets = [t for a in account_ids for t in plans[a].targets]
             redirects = list(dict.fromkeys(x for a in account_ids for x in plans[a].redirects))
             if redirects:  # first: if this fails, nothing is stored and a retry starts clean
@@ -152,7 +160,12 @@ class DeliveryService:
         for target, outcome in zip(targets, outcomes):
             by_account[target.account_id].append(outcome)
         handled = {a for a in account_ids if plans[a].handled}
-        results = [self._outcome(r, by_account, handled) for r in envelope.recipients]
+        refused = {a: p.refusal for a, p in plans.items() if p.refusal is not None}
+        results = [self._outcome(r, by_account, handled, refused) for r in envelope.recipients]
+        for a in _refusals_not_given(envelope.recipients, results, refused):
+            notice = plans[a].refusal_notice
+            if notice is not None:  # accepted after all (another copy was stored): tell by mail
+                plans[a].replies.append(notice)
         for a in account_ids:
             for to, message in plans[a].replies:
                 try:
@@ -183,10 +196,14 @@ class DeliveryService:
                                envelope.ret, envelope.smtputf8, envelope.body)
 
     @staticmethod
-    def _outcome(r: Recipient, by_account: dict, handled: frozenset[int] | set[int] = frozenset()) -> RecipientOutcome:
+    def _outcome(r: Recipient, by_account: dict, handled: frozenset[int] | set[int] = frozenset(),
+                 refused: dict[int, str] | None = None) -> RecipientOutcome:
         """A recipient is accepted when any copy of it is stored or queued, or when its
         Sieve script discarded, rejected or redirected it: an alias that reaches several
-        mailboxes must not be retried (and so duplicated) because one of them is full."""
+        mailboxes must not be retried (and so duplicated) because one of them is full.
+        It is refused when every account it reaches refused it with a Sieve reject."""
+        if refused and r.accounts and not r.remote and all(a in refused for a in r.accounts):
+            return PermFailure(r.address, refused[r.accounts[0]], "5.7.1")
         if r.remote or any(a in handled for a in r.accounts):
             return Accepted(r.address)
         mine = [o for a in r.accounts for o in by_account.get(a, [])]
@@ -201,7 +218,7 @@ class DeliveryService:
     # -- Sieve (RFC 5228) -------------------------------------------------------------------
 
     async def _plans(self, envelope: Envelope, source: bytes | Path, account_ids: list[int],
-                     mailbox: str, enforce_quota: bool) -> dict[int, _SievePlan]:
+                     mailbox: str, enforce_quota: bool, can_refuse: bool = False) -> dict[int, _SievePlan]:
         """Each account's copies: the default one, or what its active script decides."""
         plans: dict[int, _SievePlan] = {}
         raw: bytes | None = None
@@ -214,7 +231,7 @@ class DeliveryService:
             if raw is None:
                 raw = source if isinstance(source, bytes) else await asyncio.to_thread(source.read_bytes)
             try:
-                plans[a] = await self._run_script(envelope, raw, a, active, mailbox, enforce_quota)
+                plans[a] = await self._run_script(envelope, raw, a, active, mailbox, enforce_quota, can_refuse)
             except Exception:  # RFC 5228 §2.10.6: whatever goes wrong, the message is kept
                 log.exception("sieve failed", extra={"fields": {"queue_id": envelope.queue_id,
                                                                 "account": a}})
@@ -237,7 +254,8 @@ class DeliveryService:
         return parsed
 
     async def _run_script(self, envelope: Envelope, raw: bytes, account_id: int,
-                          active: tuple[str, str], mailbox: str, enforce_quota: bool) -> _SievePlan:
+                          active: tuple[str, str], mailbox: str, enforce_quota: bool,
+                          can_refuse: bool = False) -> _SievePlan:
         name, text = active
         script = self._script(text)
         if isinstance(script, sieve.SieveError):
@@ -256,7 +274,7 @@ class DeliveryService:
         event(log, "sieve", queue_id=envelope.queue_id, account=account_id, script=name,
               actions=" ".join(type(x).__name__.lower() for x in outcome.actions))
         return await self._apply(envelope, raw, account_id, outcome.actions, mailbox,
-                                 enforce_quota, message.rcpt_to)
+                                 enforce_quota, message.rcpt_to, can_refuse)
 
     async def _sieve_message(self, envelope: Envelope, raw: bytes, account_id: int,
                              script: sieve.Script) -> si.Message:
@@ -278,7 +296,7 @@ class DeliveryService:
 
     async def _apply(self, envelope: Envelope, raw: bytes, account_id: int,
                      actions: list[si.Action], mailbox: str, enforce_quota: bool,
-                     rcpt: str) -> _SievePlan:
+                     rcpt: str, can_refuse: bool = False) -> _SievePlan:
         """Turn actions into copies and messages to send (RFC 5228 §4, the extensions)."""
         plan = _SievePlan()
         for action in actions:
@@ -290,10 +308,14 @@ class DeliveryService:
             elif isinstance(action, si.Redirect):
                 plan.redirects.append(action.address)
             elif isinstance(action, si.Reject):
+                notice = None
                 if envelope.sender:  # never a refusal to the null sender (RFC 5429 §2.1)
-                    notice = reject_notice(action.reason, _strip_trace(raw), envelope.sender, rcpt,
-                                           self.hostname, time.time())
-                    plan.replies.append((envelope.sender, notice))
+                    notice = (envelope.sender, reject_notice(action.reason, _strip_trace(raw), envelope.sender,
+                                                             rcpt, self.hostname, time.time()))
+                if can_refuse:  # RFC 5429 §2.1: refuse in the protocol where it can be done
+                    plan.refusal, plan.refusal_notice = _reply_text(action.reason), notice
+                elif notice is not None:
+                    plan.replies.append(notice)
             elif isinstance(action, si.Vacation):
                 await self._vacation(account_id, action, rcpt, plan)
         # several actions may name the same mailbox (keep and fileinto "INBOX"): one copy each
@@ -412,3 +434,18 @@ def _strip_trace(raw: bytes) -> bytes:
         end = raw.find(b"\n")
         return raw[end + 1:] if end >= 0 else b""
     return raw
+
+
+def _reply_text(reason: str) -> str:
+    """A Sieve reject reason as SMTP reply text: one line of printable ASCII, bounded."""
+    text = " ".join(reason.split())
+    text = "".join(c if " " <= c <= "~" else "?" for c in text)[:200]
+    return text or "message refused by the recipient's filter"
+
+
+def _refusals_not_given(recipients: tuple[Recipient, ...], results: list[RecipientOutcome],
+                        refused: dict[int, str]) -> list[int]:
+    """Accounts whose script rejected the message but whose recipient was accepted anyway
+    (another account of an alias stored a copy): their refusal must go by mail."""
+    given = {a for r, o in zip(recipients, results) if isinstance(o, PermFailure) for a in r.accounts}
+    return [a for a in refused if a not in given]

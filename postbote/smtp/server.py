@@ -414,8 +414,11 @@ class SmtpSession:
                       code=r.code, reason=r.text)
                 return Reply(r.code, r.status, r.text)
             mailbox = "Junk" if verdict.action is Action.JUNK else "INBOX"
+            # LMTP answers each recipient, and SMTP can refuse a message of one recipient:
+            # then a Sieve reject becomes the reply, not a mailed notice (RFC 5429 §2.1).
+            can_refuse = self.policy.lmtp or len(tx.recipients) == 1
             outcomes = await self.app.delivery.deliver(self._envelope(tx), source, enforce_quota=False,
-                                                       mailbox=mailbox)
+                                                       mailbox=mailbox, can_refuse=can_refuse)
         finally:
             self._discard_spool(tx)
         if any(isinstance(o, Accepted) for o in outcomes):
@@ -514,7 +517,7 @@ def _outcome_reply(outcome: RecipientOutcome, queue_id: str) -> Reply:
     if isinstance(outcome, TempFailure):
         return MAILBOX_FULL if outcome.quota else R.TEMPORARY_FAILURE
     assert isinstance(outcome, PermFailure)
-    return Reply(550, "5.1.1", outcome.reason)
+    return Reply(550, outcome.status, outcome.reason)
 
 
 def _combined_reply(outcomes: list[RecipientOutcome], queue_id: str) -> Reply:

@@ -151,21 +151,53 @@ def test_vacation_reply_to_a_local_sender_is_delivered_locally(server) -> None:
     assert b"Subject: Auto: from bob" in reply and b"Return-Path: <>" in reply
 
 
-def test_reject_sends_a_refusal_to_the_envelope_sender(server) -> None:
+def test_reject_of_a_single_recipient_message_is_the_smtp_reply(server) -> None:
+    # RFC 5429 §2.1: refused in the protocol where possible, so no notice can hit a forged sender.
+    install(server, ALICE, 'require "reject";\nreject "No thank you.\nReally.";')
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        send(server, ALICE, "unwanted")
+    assert refused.value.smtp_code == 550
+    assert refused.value.smtp_error == b"5.7.1 No thank you. Really."
+    assert outbound(server) == [] and mailbox_messages(server, ALICE) == []
+
+
+def _send_to_both(server, subject: str, sender: str = OUTSIDE) -> None:
+    message = (f"From: {OUTSIDE}\r\nTo: {ALICE}, {BOB}\r\nSubject: {subject}\r\n"
+               f"Message-ID: <{subject}@example.org>\r\n\r\nBody.\r\n").encode()
+    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=30) as client:
+        client.sendmail(sender, [ALICE, BOB], message)
+
+
+def test_reject_in_a_message_for_several_recipients_mails_a_refusal_to_the_sender(server) -> None:
     install(server, ALICE, 'require "reject";\nreject "No thank you.";')
-    send(server, ALICE, "unwanted")
+    _send_to_both(server, "unwanted")  # SMTP has one reply for both: Bob's copy is accepted
     [notice] = [e for e in outbound(server) if OUTSIDE in e.recipients]
     assert notice.sender == ""
     body = outbound_blob(server, notice)
     assert b"No thank you." in body and b"disposition-notification" in body
     assert b"Message-ID: <unwanted@example.org>" in body
-    assert mailbox_messages(server, ALICE) == []
+    assert mailbox_messages(server, ALICE) == [] and len(mailbox_messages(server, BOB)) == 1
 
 
-def test_reject_never_answers_the_null_sender(server) -> None:
+def test_reject_never_mails_the_null_sender(server) -> None:
     install(server, ALICE, 'require "reject";\nreject "No.";')
-    send(server, ALICE, "bounce", sender="")
+    _send_to_both(server, "bounce", sender="")
     assert outbound(server) == []
+
+
+def test_reject_over_lmtp_refuses_only_that_recipient(server) -> None:
+    install(server, ALICE, 'require "ereject";\nereject "Not here.";')
+    # smtplib reads one reply after DATA; LMTP gives one per recipient (RFC 2033 §4.2).
+    with smtplib.LMTP("127.0.0.1", server.port("lmtp"), timeout=30) as client:
+        client.ehlo("mx.example.org")
+        client.mail(OUTSIDE)
+        client.rcpt(ALICE)
+        client.rcpt(BOB)
+        assert client.docmd("DATA")[0] == 354
+        client.send(f"From: {OUTSIDE}\r\nSubject: lmtp\r\n\r\nBody.\r\n.\r\n".encode())
+        replies = [client.getreply(), client.getreply()]
+    assert replies == [(550, b"5.7.1 Not here."), (250, replies[1][1])]
+    assert outbound(server) == [] and len(mailbox_messages(server, BOB)) == 1
 
 
 def test_runtime_error_still_delivers_to_inbox(server) -> None:
