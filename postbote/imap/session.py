@@ -37,6 +37,7 @@ from postbote.imap.searching import SearchCommands
 from postbote.imap.selected import RecentClaims, SelectedMailbox
 from postbote.imap.selecting import SelectionCommands
 from postbote.log import event
+from postbote.store.changes import about_mail
 from postbote.store import NotFound, Store, StoreError
 from postbote.store.types import DELIMITER, Account, Change
 
@@ -219,7 +220,7 @@ class ImapSession(MailboxCommands, SelectionCommands, MessageCommands, SearchCom
         if sel is None or self.subscription is None:
             return
         changes = [*taken, *self.subscription.take()]
-        relevant = [ch for ch in changes if ch.mailbox_id in (sel.mailbox_id, 0)]
+        relevant = [ch for ch in changes if ch.mailbox_id in (sel.mailbox_id, 0) and about_mail(ch)]
         if self.notify is not None:
             self._keep_for_notify(changes)
         if self._stale:
@@ -265,7 +266,7 @@ class ImapSession(MailboxCommands, SelectionCommands, MessageCommands, SearchCom
         for change in changes:
             if change.mailbox_id == selected_id and not change.kinds & {"mailbox", "subscription"}:
                 continue
-            if not change.kinds & {"new", "flags", "expunge", "mailbox", "subscription", "overflow"}:
+            if not about_mail(change) and "subscription" not in change.kinds:
                 continue  # e.g. {"sieve"}: nothing NOTIFY reports
             if len(self._backlog) >= NOTIFY_BACKLOG:
                 self._backlog = [Change(change.account_id, 0, 0, frozenset({"overflow"}))]

@@ -13,6 +13,15 @@ from collections.abc import Callable
 
 from .types import Change
 
+# The kinds of change that touch mail in mailboxes ("overflow": anything may have).
+# Other kinds ("sieve", "domains") concern caches, not IMAP or POP3 sessions.
+MAIL_KINDS = frozenset({"new", "flags", "expunge", "mailbox", "overflow"})
+
+
+def about_mail(change: Change) -> bool:
+    return not change.kinds or bool(change.kinds & MAIL_KINDS)
+
+
 # A subscriber that falls this far behind gets its backlog folded into one
 # "everything may have changed" marker instead of an ever-growing list.
 MAX_PENDING = 256
