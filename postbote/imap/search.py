@@ -291,6 +291,20 @@ def esearch_response(tag: str, numbers: list[int], options: Sequence[str], *, ui
     )
 
 
+def esort_response(tag: str, ordered: list[int], options: Sequence[str], *, uid: bool) -> bytes:
+    """RFC 5267 §3 (ESORT): SORT's RETURN options answer in sort order: MIN and MAX are the
+    first and last message as sorted, ALL lists them as sorted; no options means ALL."""
+    wanted = set(options) or {"ALL"}
+    return encode.esearch(
+        tag,
+        uid=uid,
+        min=ordered[0] if "MIN" in wanted and ordered else None,
+        max=ordered[-1] if "MAX" in wanted and ordered else None,
+        count=len(ordered) if "COUNT" in wanted else None,
+        all=SequenceSet.in_order(ordered) if "ALL" in wanted and ordered else None,
+    )
+
+
 def saved_result(numbers: list[int], options: Sequence[str]) -> list[int]:
     """RFC 5182 §2.1: SAVE with MIN or MAX alone keeps just that one (both: the two)."""
     if not numbers:

@@ -24,6 +24,7 @@ from postbote.imap.search import (
     SearchNeeds,
     SearchScope,
     esearch_response,
+    esort_response,
     matches_all,
     saved_result,
 )
@@ -106,7 +107,7 @@ class SearchCommands(SessionBase):
         ordered = await self._off_loop(lambda: sort_messages(found, _loaded(parsed), cmd.criteria))
         numbers = [m.uid if cmd.uid else sel.seq_of(m.uid) or 0 for m in ordered]
         if cmd.return_options is not None:
-            self.out.send(esearch_response(cmd.tag, numbers, cmd.return_options, uid=cmd.uid, modseq=None))
+            self.out.send(esort_response(cmd.tag, numbers, cmd.return_options, uid=cmd.uid))
         else:
             self.out.send(encode.sort(numbers))
 

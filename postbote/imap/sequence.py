@@ -92,6 +92,21 @@ class SequenceSet:
         """One range; None for `*`."""
         return cls((SeqRange(first, last),))
 
+    @classmethod
+    def in_order(cls, numbers: Iterable[int]) -> SequenceSet:
+        """These numbers in the given order, each ascending run as one range: ESORT's ALL
+        (RFC 5267 §3: the result in sort order), where ``of`` would sort them."""
+        ranges: list[SeqRange] = []
+        for number in numbers:
+            if number < 1:
+                raise ValueError(f"{number} is not a valid message number")
+            last = ranges[-1] if ranges else None
+            if last is not None and last.last is not None and number == last.last + 1:
+                ranges[-1] = SeqRange(last.first, number)
+            else:
+                ranges.append(SeqRange(number, number))
+        return cls(tuple(ranges))
+
     def __str__(self) -> str:
         if self.saved:
             return "$"

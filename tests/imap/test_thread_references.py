@@ -407,3 +407,50 @@ def test_postbote_and_dovecot_thread_the_same_mailbox_alike(postbote_port, dovec
     assert threads(theirs[0]) == threads(f"* THREAD {EXPECTED}".encode()), theirs[0]
     for mine, dovecots in zip(ours, theirs):
         assert threads(mine) == threads(dovecots), (mine, dovecots)
+
+
+# --- ESORT (RFC 5267 §3) on the same mailbox, against the same Dovecot ------------------------
+
+ESORT_COMMANDS = (
+    "SORT RETURN (MIN MAX COUNT ALL) (DATE) UTF-8 ALL",
+    "SORT RETURN (MIN MAX) (REVERSE SUBJECT) UTF-8 ALL",
+    "SORT RETURN () (SIZE) UTF-8 ALL",  # ARRIVAL would differ: each server appended at its own pace
+    "SORT RETURN (ALL) (REVERSE SIZE) UTF-8 ALL",
+    "SORT RETURN (COUNT ALL) (SUBJECT DATE) UTF-8 SUBJECT fire",
+    "SORT RETURN (COUNT) (DATE) UTF-8 SUBJECT no-such-words",
+    "UID SORT RETURN (MIN ALL) (REVERSE DATE) UTF-8 ALL",
+)
+
+
+def esort_answers(port: int) -> list[bytes]:
+    """The `* ESEARCH` line of each ESORT command, without its TAG (each server tags its own)."""
+    client = imaplib.IMAP4("127.0.0.1", port, timeout=10)
+    client.login(USER, PASSWORD)
+    assert b"ESORT" in client.capability()[1][0].split()
+    client.select("INBOX", readonly=True)
+    answers = []
+    for command in ESORT_COMMANDS:
+        name, args = command.split(" ", 1)
+        typ, data = client._simple_command(name, args)
+        assert typ == "OK", (command, data)
+        [line] = client.untagged_responses.pop("ESEARCH", [b""])
+        answers.append(line.split(b")", 1)[1].strip() if line.startswith(b"(TAG") else line)
+    client.logout()
+    return answers
+
+
+def test_esort_answers_in_sort_order_like_dovecot(postbote_port, dovecot_port):
+    ours, theirs = esort_answers(postbote_port), esort_answers(dovecot_port)
+    # By DATE the first is 3 (its reply dated before it) and the last 21 (no Date header, a
+    # later internal date); ALL keeps that order, ascending runs written as ranges.
+    assert theirs[0] == b"MIN 3 MAX 21 ALL 3,1:2,7,5,4,6,11,8:10,12:20,22,24,23,25:30,21 COUNT 30"
+    for command, mine, dovecots in zip(ESORT_COMMANDS, ours, theirs):
+        assert _fields(mine) == _fields(dovecots), (command, mine, dovecots)
+
+
+def _fields(line: bytes) -> dict[bytes, bytes]:
+    """`MIN 3 MAX 21 ALL …` as a mapping: the servers may order the result items differently."""
+    words = line.split()
+    fields = dict(zip(words[0::2], words[1::2]))
+    fields.pop(b"UID", None)
+    return fields
