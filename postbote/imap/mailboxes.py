@@ -17,7 +17,7 @@ from postbote.imap import encode
 from postbote.imap.base import SessionBase, _bad, _no
 from postbote.imap.encode import ResponseCode
 from postbote.store import AlreadyExists, NotFound, QuotaExceeded, StoreError
-from postbote.store.types import DELIMITER, Account, Change, Mailbox
+from postbote.store.types import DELIMITER, Account, Mailbox
 
 METADATA_MAXSIZE = 64 * 1024  # RFC 5464: octets of one value
 METADATA_MAX_ENTRIES = 1000  # per account
@@ -86,19 +86,11 @@ class MailboxCommands(SessionBase):
             raise _no(f"mailbox {cmd.new_name} exists already", encode.ALREADYEXISTS) from None
 
     async def do_subscribe(self, cmd: c.Subscribe) -> None:
-        mailbox = await self._mailbox(cmd.mailbox)
+        await self._mailbox(cmd.mailbox)
         await self.store.subscribe(self._account().id, cmd.mailbox)
-        self._announce_subscription(mailbox.id)
 
     async def do_unsubscribe(self, cmd: c.Unsubscribe) -> None:
         await self.store.unsubscribe(self._account().id, cmd.mailbox)
-        mailbox = await self.store.get_mailbox(self._account().id, cmd.mailbox)
-        self._announce_subscription(mailbox.id if mailbox is not None else 0)
-
-    def _announce_subscription(self, mailbox_id: int) -> None:
-        """The store does not publish subscription changes; NOTIFY SubscriptionChange (RFC
-        5465 §5.5) needs other sessions to hear of them, so the change feed is told here."""
-        self.store.changes.publish(Change(self._account().id, mailbox_id, 0, frozenset({"subscription"})))
 
     async def do_list(self, cmd: c.List) -> None:
         if cmd.patterns == ("",) and not cmd.selection_options:

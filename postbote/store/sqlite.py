@@ -507,11 +507,25 @@ class SqliteDb:
     def subscribe(self, account_id: int, name: str) -> None:
         with self._write() as conn:
             conn.execute("INSERT OR IGNORE INTO subscriptions VALUES (?, ?)", (account_id, canonical_mailbox_name(name)))
+            mailbox_id = self._mailbox_id(conn, account_id, name)
+        self._subscription_changed(account_id, mailbox_id)
 
     def unsubscribe(self, account_id: int, name: str) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM subscriptions WHERE account_id = ? AND name = ?",
                          (account_id, canonical_mailbox_name(name)))
+            mailbox_id = self._mailbox_id(conn, account_id, name)
+        self._subscription_changed(account_id, mailbox_id)
+
+    @staticmethod
+    def _mailbox_id(conn: sqlite3.Connection, account_id: int, name: str) -> int:
+        row = conn.execute("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?",
+                           (account_id, canonical_mailbox_name(name))).fetchone()
+        return row[0] if row else 0
+
+    def _subscription_changed(self, account_id: int, mailbox_id: int) -> None:
+        """For IMAP NOTIFY's SubscriptionChange (RFC 5465 §5.5), whoever changed it."""
+        self.feed.publish(Change(account_id, mailbox_id, 0, frozenset({"subscription"})))
 
     def list_subscriptions(self, account_id: int) -> list[str]:
         return sorted(self._subscribed(account_id))
