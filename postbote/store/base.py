@@ -360,6 +360,15 @@ class Store(abc.ABC):
         """The learned counts of ``tokens`` in each model of ``account_ids``."""
         raise StoreError("this store keeps no spam filter state")
 
+    async def spam_evidence(self, account_ids: Sequence[int], tokens: Sequence[str],
+                            sender: str) -> tuple[dict[int, SpamCounts], dict[int, tuple[int, int]]]:
+        """What the filter reads for each message, in one call a backend can answer at once:
+        the counts of the global model (0) and of each account, and the sender's reputation
+        with each account (none for the null sender)."""
+        counts = await self.spam_counts((0, *account_ids), tokens)
+        reputations = {a: await self.spam_reputation(a, sender) for a in account_ids} if sender else {}
+        return counts, reputations
+
     async def spam_learn(self, account_id: int, blob_id: int, tokens: Sequence[str], spam: bool,
                          now: int, sender: str = "") -> bool:
         """Train one message into the account's model and the global one, in one transaction.

@@ -1001,6 +1001,12 @@ class SqliteDb:
             out[account_id] = SpamCounts(row[0] if row else 0, row[1] if row else 0, found)
         return out
 
+    def spam_evidence(self, account_ids: Sequence[int], tokens: Sequence[str],
+                      sender: str) -> tuple[dict[int, SpamCounts], dict[int, tuple[int, int]]]:
+        counts = self.spam_counts((0, *account_ids), tokens)
+        reputations = {a: self.spam_reputation(a, sender) for a in account_ids} if sender else {}
+        return counts, reputations
+
     def spam_learn(self, account_id: int, blob_id: int, tokens: Sequence[str], spam: bool,
                    now: int, sender: str = "") -> bool:
         unique = list(dict.fromkeys(tokens))
@@ -1531,6 +1537,7 @@ class SqliteStore(Store):
     delete_dmarc_evaluations = _offloaded(SqliteDb.delete_dmarc_evaluations)
     # -- spam --
     spam_counts = _offloaded(SqliteDb.spam_counts)
+    spam_evidence = _offloaded(SqliteDb.spam_evidence)
     spam_learn = _offloaded(SqliteDb.spam_learn)
     spam_reputation = _offloaded(SqliteDb.spam_reputation)
 

@@ -39,3 +39,17 @@ async def test_greylist_triplets_restart_when_the_retry_is_too_late(tmp_path):
         assert await store.greylist_expire(9001) == 1
     finally:
         await store.close()
+
+
+async def test_evidence_is_the_counts_and_reputations_in_one_read(tmp_path):
+    store = SqliteStore(tmp_path, workers=2)
+    await store.open()
+    try:
+        await store.spam_learn(7, 100, ["a", "b"], True, 1, "x@example.org")
+        await store.spam_learn(8, 200, ["a"], False, 2, "y@example.org")
+        counts, reputations = await store.spam_evidence((7, 8), ["a", "b"], "x@example.org")
+        assert counts == await store.spam_counts((0, 7, 8), ["a", "b"])
+        assert reputations == {7: (1, 0), 8: (0, 0)}
+        assert (await store.spam_evidence((7,), ["a"], ""))[1] == {}  # the null sender has none
+    finally:
+        await store.close()

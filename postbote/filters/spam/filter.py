@@ -94,8 +94,8 @@ class SpamFilter:
 
     async def _verdict(self, ctx: MessageContext, facts: Analysis, accounts: tuple[int, ...]) -> Verdict:
         listed, allowed = await self._dns_lists(ctx)
-        counts = await self.store.spam_counts((0, *accounts), facts.tokens)
         sender = ctx.sender.lower()
+        counts, reputations = await self.store.spam_evidence(accounts, facts.tokens, sender)
         trusted = _sender_proved(sender, facts.auth)
         base = Signals(auth=facts.auth, dnsbl=listed, dnswl=allowed, heuristics=facts.heuristics,
                        reputation_trusted=trusted)
@@ -105,7 +105,7 @@ class SpamFilter:
             bayes = None
             if counts[0].spam >= self.settings.min_trained and counts[0].ham >= self.settings.min_trained:
                 bayes = classify(model, facts.tokens).probability
-            reputation = await self.store.spam_reputation(account_id, sender) if sender and account_id else (0, 0)
+            reputation = reputations.get(account_id, (0, 0))
             verdicts.append(score(replace(base, bayes=bayes, reputation=reputation), self.settings))
         return min(verdicts, key=lambda v: v.score)
 
