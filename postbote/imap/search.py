@@ -9,7 +9,7 @@ String matching is case-insensitive substring search on Unicode text, as RFC 905
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from postbote.imap import commands as c
@@ -43,6 +43,20 @@ _CACHE_KEYS = {"SUBJECT": ("su",), "FROM": ("f", "hd"), "TO": ("to", "hd"), "CC"
                "BCC": ("bc", "hd")}
 
 
+def walk_keys(keys: Sequence[c.SearchKey]) -> Iterator[c.SearchKey]:
+    """Every key of a search program, those inside NOT, OR and parenthesised lists too."""
+    stack = list(keys)
+    while stack:
+        key = stack.pop()
+        yield key
+        if isinstance(key, c.SearchNot):
+            stack.append(key.key)
+        elif isinstance(key, c.SearchOr):
+            stack += [key.left, key.right]
+        elif isinstance(key, c.SearchAnd):
+            stack += key.keys
+
+
 @dataclass(frozen=True)
 class SearchNeeds:
     parse: bool = False
@@ -58,9 +72,7 @@ class SearchNeeds:
     def of(cls, keys: Sequence[c.SearchKey]) -> SearchNeeds:
         parse = body = False
         cache: set[str] = set()
-        stack = list(keys)
-        while stack:
-            key = stack.pop()
+        for key in walk_keys(keys):
             if isinstance(key, c.SearchText):
                 parse = True
                 body = body or key.field in ("BODY", "TEXT")
@@ -71,12 +83,6 @@ class SearchNeeds:
             elif isinstance(key, c.SearchDate) and key.key.startswith("SENT"):
                 parse = True
                 cache.add("dt")
-            elif isinstance(key, c.SearchNot):
-                stack.append(key.key)
-            elif isinstance(key, c.SearchOr):
-                stack += [key.left, key.right]
-            elif isinstance(key, c.SearchAnd):
-                stack += key.keys
         return cls(parse, body, frozenset(cache))
 
 

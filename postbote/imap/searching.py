@@ -25,6 +25,7 @@ from postbote.imap.search import (
     SearchScope,
     esearch_response,
     esort_response,
+    walk_keys,
     matches_all,
     saved_result,
 )
@@ -133,15 +134,4 @@ def _loaded(parsed: Mapping[int, object]) -> dict[int, ParsedMessage | None]:
 
 
 def _uses_modseq(keys: Sequence[c.SearchKey]) -> bool:
-    stack = list(keys)
-    while stack:
-        key = stack.pop()
-        if isinstance(key, c.SearchModSeq):
-            return True
-        if isinstance(key, c.SearchNot):
-            stack.append(key.key)
-        elif isinstance(key, c.SearchOr):
-            stack += [key.left, key.right]
-        elif isinstance(key, c.SearchAnd):
-            stack += key.keys
-    return False
+    return any(isinstance(key, c.SearchModSeq) for key in walk_keys(keys))

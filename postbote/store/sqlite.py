@@ -96,6 +96,16 @@ def _message(row: sqlite3.Row | tuple) -> Message:
     )
 
 
+def _changed_and_vanished(conn: sqlite3.Connection, mailbox_id: int,
+                          modseq: int) -> tuple[list[Message], list[int]]:
+    """Messages changed and UIDs expunged after ``modseq`` (RFC 7162), in the caller's snapshot."""
+    rows = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND modseq > ?"
+                        " ORDER BY uid", (mailbox_id, modseq)).fetchall()
+    vanished = [r[0] for r in conn.execute(
+        "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", (mailbox_id, modseq))]
+    return [_message(r) for r in rows], vanished
+
+
 def _mailbox(row: tuple, subscribed: bool) -> Mailbox:
     id_, account_id, name, uidvalidity, uidnext, modseq, special_use = row
     return Mailbox(id_, account_id, name, uidvalidity, uidnext, modseq, special_use, subscribed)
@@ -823,13 +833,9 @@ class SqliteDb:
         conn = self._read()
         conn.execute("BEGIN")
         try:
-            rows = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND modseq > ?"
-                                " ORDER BY uid", (mailbox_id, modseq)).fetchall()
-            vanished = [r[0] for r in conn.execute(
-                "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", (mailbox_id, modseq))]
+            return _changed_and_vanished(conn, mailbox_id, modseq)
         finally:
             conn.execute("COMMIT")
-        return [_message(r) for r in rows], vanished
 
     # -- outbound queue --------------------------------------------------------
     _ENTRY_COLUMNS = ("o.id, o.queue_id, o.blob_id, o.sender, o.domain, o.created, o.next_attempt, o.attempts,"
@@ -1109,13 +1115,10 @@ class SqliteDb:
             row = conn.execute("SELECT highestmodseq FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
             if row is None:
                 raise NotFound("no such mailbox")
-            rows = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND modseq > ?"
-                                " ORDER BY uid", (mailbox_id, modseq)).fetchall()
-            vanished = [r[0] for r in conn.execute(
-                "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", (mailbox_id, modseq))]
+            changed, vanished = _changed_and_vanished(conn, mailbox_id, modseq)
         finally:
             conn.execute("COMMIT")
-        return row[0], [_message(r) for r in rows], vanished
+        return row[0], changed, vanished
 
     def uids_with_subject(self, mailbox_id: int, text: str) -> list[int] | None:
         if not text.isascii():
