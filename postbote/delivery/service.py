@@ -82,7 +82,7 @@ class TempFailure:
 class PermFailure:
     address: str
     reason: str
-    status: str = "5.1.1"  # RFC 3463 enhanced status code of the refusal
+    by_filter: bool = False  # refused by the recipient's own filter (a Sieve reject), not unknown
 
 
 RecipientOutcome = Accepted | TempFailure | PermFailure
@@ -203,7 +203,7 @@ class DeliveryService:
         mailboxes must not be retried (and so duplicated) because one of them is full.
         It is refused when every account it reaches refused it with a Sieve reject."""
         if refused and r.accounts and not r.remote and all(a in refused for a in r.accounts):
-            return PermFailure(r.address, refused[r.accounts[0]], "5.7.1")
+            return PermFailure(r.address, refused[r.accounts[0]], by_filter=True)
         if r.remote or any(a in handled for a in r.accounts):
             return Accepted(r.address)
         mine = [o for a in r.accounts for o in by_account.get(a, [])]

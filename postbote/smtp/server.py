@@ -517,7 +517,7 @@ def _outcome_reply(outcome: RecipientOutcome, queue_id: str) -> Reply:
     if isinstance(outcome, TempFailure):
         return MAILBOX_FULL if outcome.quota else R.TEMPORARY_FAILURE
     assert isinstance(outcome, PermFailure)
-    return Reply(550, outcome.status, outcome.reason)
+    return Reply(550, "5.7.1" if outcome.by_filter else "5.1.1", outcome.reason)  # RFC 3463
 
 
 def _combined_reply(outcomes: list[RecipientOutcome], queue_id: str) -> Reply:
